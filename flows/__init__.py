@@ -1,0 +1,1 @@
+"""Prefect flows and the ``movierec`` command: wiring only, no stage logic."""

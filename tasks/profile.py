@@ -1,0 +1,375 @@
+"""Run profiles: the only source of knobs.
+
+A profile is a TOML file in ``profiles/`` parsed into one frozen pydantic model, :class:`RunProfile`,
+with a section per stage. Unknown keys are errors (``extra="forbid"``), reported with the key and the
+file. A profile may ``extends = "other"`` to start from another profile's values.
+
+Overrides, applied in this order after the file: the old system's environment variables
+(``POLICY_ALPHA_COLD/LIGHT/MEDIUM/HEAVY``, ``EVAL_K_VALUES``, ``EVAL_SEED``), then
+``--set section.key=value`` from the command line (values parsed as TOML, so ``0.3``,
+``[5,10]`` and ``"text"`` work; a bare word is taken as a string).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "PROFILES_DIR",
+    "ProfileError",
+    "RunProfile",
+    "available_profiles",
+    "load_profile",
+    "parse_set_overrides",
+]
+
+#: Where the shipped profiles live (the repository's ``profiles/`` folder).
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
+
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "POLICY_ALPHA_COLD": ("policy", "alpha_cold"),
+    "POLICY_ALPHA_LIGHT": ("policy", "alpha_light"),
+    "POLICY_ALPHA_MEDIUM": ("policy", "alpha_medium"),
+    "POLICY_ALPHA_HEAVY": ("policy", "alpha_heavy"),
+    "EVAL_K_VALUES": ("eval", "k_values"),
+    "EVAL_SEED": ("eval", "seed"),
+}
+
+
+class ProfileError(ValueError):
+    """A profile file or override is invalid; the message names the file, the key and the fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunSection(_Section):
+    """Run-wide settings."""
+
+    seed: int = 42
+    description: str = ""
+    runner: Literal["thread", "dask"] = "thread"
+    runner_address: str | None = None
+    dask_workers: int = Field(2, ge=1)
+
+
+class DataSection(_Section):
+    """Where the ratings come from: the built-in generator or a MovieLens folder."""
+
+    source: Literal["synthetic", "movielens"] = "synthetic"
+    data_dir: str | None = None
+    format: Literal["auto", "ml-latest", "ml-100k", "ml-1m", "ml-10m"] = "auto"
+
+
+class SyntheticSection(_Section):
+    """Scale and shape of the synthetic generator (``movierec generate``)."""
+
+    n_users: int = Field(20_000, ge=10)
+    n_movies: int = Field(8_000, ge=20)
+    n_ratings: int = Field(1_500_000, ge=100)
+    provider_share: float = Field(0.4, ge=0.0, le=1.0)
+    tag_share: float = Field(0.3, ge=0.0, le=1.0)
+    start_year: int = 1995
+    end_year: int = 2023
+
+
+class IngestSection(_Section):
+    """Input checks for ingest (plausible timestamp window, in seconds since the epoch)."""
+
+    min_timestamp: int = 788_918_400  # 1995-01-01, before MovieLens's first rating
+    max_timestamp: int = 4_102_444_800  # 2100-01-01: catches millisecond timestamps
+    validation_sample_rows: int = Field(2_000_000, ge=1000)
+
+
+class SplitSection(_Section):
+    """Temporal holdout, relevance and activity cohorts."""
+
+    method: Literal["per_user", "global"] = "per_user"
+    holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    min_holdout: int = Field(1, ge=1)
+    global_cut_quantile: float = Field(0.8, gt=0.0, lt=1.0)
+    relevance_threshold: float = 4.0
+    cold_max: int = Field(5, ge=0)
+    light_max: int = Field(20, ge=1)
+    medium_max: int = Field(100, ge=2)
+    simulated_cold_share: float = Field(0.1, ge=0.0, le=1.0)
+    simulated_cold_min: int = Field(1, ge=1)
+    simulated_cold_max: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SplitSection:
+        if not self.cold_max < self.light_max < self.medium_max:
+            raise ValueError("cohort thresholds must satisfy cold_max < light_max < medium_max")
+        if self.simulated_cold_min > self.simulated_cold_max:
+            raise ValueError("simulated_cold_min must be <= simulated_cold_max")
+        return self
+
+
+class ContentSection(_Section):
+    """Content embeddings and item neighbours."""
+
+    encoder: Literal["tfidf", "minilm"] = "tfidf"
+    embedding_size: int = Field(384, ge=2)
+    k_neighbors: int = Field(50, ge=1)
+    year_bucket_size: int = Field(10, ge=1)
+    bayes_prior_weight: float = Field(10.0, ge=0.0)
+    block_size: int = Field(2048, ge=16)
+
+
+class CollabSection(_Section):
+    """Collaborative model."""
+
+    model: Literal["als", "puresvd"] = "als"
+    factors: int = Field(20, ge=1)
+    regularization: float = Field(0.05, ge=0.0)
+    iterations: int = Field(15, ge=1)
+    confidence_alpha: float = Field(10.0, ge=0.0)
+
+
+class PolicySection(_Section):
+    """Content weight alpha per activity cohort: score = alpha*content + (1-alpha)*collab."""
+
+    alpha_cold: float = Field(0.15, ge=0.0, le=1.0)
+    alpha_light: float = Field(0.4, ge=0.0, le=1.0)
+    alpha_medium: float = Field(0.6, ge=0.0, le=1.0)
+    alpha_heavy: float = Field(0.8, ge=0.0, le=1.0)
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "cold": self.alpha_cold,
+            "light": self.alpha_light,
+            "medium": self.alpha_medium,
+            "heavy": self.alpha_heavy,
+        }
+
+
+class CandidatesSection(_Section):
+    """Candidate generation, filters and re-ranking."""
+
+    n_cf_seed: int = Field(800, ge=1)
+    m_seed_items: int = Field(20, ge=1)
+    k_neighbors: int = Field(50, ge=1)
+    c_max: int = Field(1200, ge=1)
+    w_q: float = Field(0.05, ge=0.0)
+    w_r: float = Field(0.03, ge=0.0)
+    w_p: float = Field(0.02, ge=0.0)
+    lambda_div: float = Field(0.25, ge=0.0, le=1.0)
+    k_final: int = Field(50, ge=1)
+    sample_users: int = Field(20, ge=0)
+    batch_size: int = Field(2000, ge=1)
+
+
+class EvalSection(_Section):
+    """Evaluation and tuning."""
+
+    k_values: tuple[int, ...] = (5, 10, 20, 50)
+    seed: int = 42
+    batch_size: int = Field(5000, ge=1)
+    alpha_grid: tuple[float, ...] = (0.0, 0.15, 0.25, 0.35, 0.4, 0.5, 0.6, 0.65, 0.8, 1.0)
+    bootstrap_samples: int = Field(1000, ge=10)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    sample_users: int = Field(0, ge=0, description="0 = every test user")
+    min_lift: float = 0.05
+
+    @field_validator("k_values", mode="before")
+    @classmethod
+    def _parse_k_values(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return tuple(int(v) for v in value.replace(" ", "").split(",") if v)
+            except ValueError as exc:
+                raise ValueError(f"k_values must be integers like '5,10,20,50', got {value!r}") from exc
+        return value
+
+    @field_validator("k_values")
+    @classmethod
+    def _positive_k(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(k < 1 for k in value):
+            raise ValueError(f"every K must be >= 1, got {list(value)}")
+        return tuple(sorted(set(value)))
+
+    @field_validator("alpha_grid")
+    @classmethod
+    def _alpha_range(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(not 0.0 <= a <= 1.0 for a in value):
+            raise ValueError(f"every alpha must be within [0, 1], got {list(value)}")
+        return value
+
+
+class BudgetsSection(_Section):
+    """Wall-time budgets in seconds. A stage over budget is stopped (its child process is killed).
+
+    Kept out of every stage's cache key: changing a budget never invalidates results.
+    """
+
+    flow: float = Field(3600.0, gt=0)
+    ingest: float = Field(600.0, gt=0)
+    split: float = Field(600.0, gt=0)
+    features: float = Field(600.0, gt=0)
+    collaborative: float = Field(600.0, gt=0)
+    candidates: float = Field(900.0, gt=0)
+    evaluation: float = Field(1800.0, gt=0)
+
+
+class RunProfile(_Section):
+    """One resolved run profile (a section per stage)."""
+
+    name: str = "demo"
+    run: RunSection = RunSection()
+    data: DataSection = DataSection()
+    synthetic: SyntheticSection = SyntheticSection()
+    ingest: IngestSection = IngestSection()
+    split: SplitSection = SplitSection()
+    content: ContentSection = ContentSection()
+    collab: CollabSection = CollabSection()
+    policy: PolicySection = PolicySection()
+    candidates: CandidatesSection = CandidatesSection()
+    eval: EvalSection = EvalSection()
+    budgets: BudgetsSection = BudgetsSection()
+
+    def to_toml(self) -> str:
+        """The resolved profile as TOML (written into every run directory)."""
+        return _to_toml(self.model_dump(mode="json"))
+
+
+def available_profiles(profiles_dir: Path = PROFILES_DIR) -> list[str]:
+    """Names of the profiles shipped in ``profiles/``."""
+    return sorted(p.stem for p in profiles_dir.glob("*.toml"))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{path}: not valid TOML ({exc}). Fix the syntax of that line.") from exc
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _resolve_file(name_or_path: str, profiles_dir: Path) -> Path:
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" and candidate.exists():
+        return candidate
+    path = profiles_dir / f"{name_or_path}.toml"
+    if not path.exists():
+        names = ", ".join(available_profiles(profiles_dir)) or "(none)"
+        raise ProfileError(
+            f"profile {name_or_path!r} not found: no file {path}. Available profiles: {names}."
+        )
+    return path
+
+
+def _load_raw(name_or_path: str, profiles_dir: Path, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    path = _resolve_file(name_or_path, profiles_dir)
+    if str(path) in seen:
+        raise ProfileError(f"{path}: 'extends' forms a cycle ({' -> '.join(seen)}).")
+    raw = _read_toml(path)
+    parent = raw.pop("extends", None)
+    raw.setdefault("name", path.stem)
+    if parent:
+        base = _load_raw(str(parent), profiles_dir, (*seen, str(path)))
+        base.pop("name", None)
+        raw = _deep_merge(base, raw)
+    return raw
+
+
+def parse_set_overrides(assignments: Iterable[str]) -> dict[str, Any]:
+    """Parse ``section.key=value`` strings into a nested dict (values parsed as TOML)."""
+    nested: dict[str, Any] = {}
+    for item in assignments:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ProfileError(
+                f"--set {item!r}: expected section.key=value, for example --set eval.batch_size=2000."
+            )
+        dotted, text = item.split("=", 1)
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text  # a bare word such as als or Comedy
+        target = nested
+        parts = dotted.strip().split(".")
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
+    return nested
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if var in environ and environ[var].strip():
+            text = environ[var].strip()
+            value: Any = text
+            if key != "k_values":
+                try:
+                    value = float(text) if "." in text or key.startswith("alpha") else int(text)
+                except ValueError:
+                    raise ProfileError(
+                        f"environment variable {var}={text!r} is not a number; unset it or give a number."
+                    ) from None
+            nested.setdefault(section, {})[key] = value
+    return nested
+
+
+def _describe_errors(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  unknown key '{where}': not a setting; check the spelling (see tasks/profile.py)")
+        else:
+            lines.append(f"  '{where}': {err['msg']} (got {err.get('input')!r})")
+    return f"invalid profile {source}:\n" + "\n".join(lines)
+
+
+def load_profile(
+    name: str = "demo",
+    overrides: Iterable[str] = (),
+    environ: Mapping[str, str] | None = None,
+    profiles_dir: Path = PROFILES_DIR,
+) -> RunProfile:
+    """Load ``profiles/<name>.toml`` (or a path), apply env and ``--set`` overrides, validate."""
+    raw = _load_raw(name, profiles_dir)
+    path = _resolve_file(name, profiles_dir)
+    raw = _deep_merge(raw, _env_overrides(os.environ if environ is None else environ))
+    raw = _deep_merge(raw, parse_set_overrides(overrides))
+    try:
+        return RunProfile.model_validate(raw)
+    except ValidationError as exc:
+        raise ProfileError(_describe_errors(exc, str(path))) from None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _to_toml(data: Mapping[str, Any]) -> str:
+    top = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, Mapping) and v is not None]
+    blocks = []
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            body = [f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None]
+            blocks.append(f"[{key}]\n" + "\n".join(body))
+    return "\n".join(top) + "\n\n" + "\n\n".join(blocks) + "\n"

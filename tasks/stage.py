@@ -1,0 +1,154 @@
+"""Prefect conventions every stage task shares (DESIGN.md "Orchestration rules").
+
+- :func:`stage_task` wraps a stage's thin shell as a Prefect task whose cache key is its inputs'
+  fingerprints + its config section + the source of the stage's module - never the run id, the run
+  directory or the time budget - with persisted results, so an unchanged stage is served from cache
+  in a later run.
+- A stage shell returns a :class:`StageOutput`: the artifacts it wrote (``ArtifactRef``), small facts
+  (counts, timings) - never arrays or DataFrames.
+- :func:`run_stage_core` runs the stage's pure core under its time budget in a child process
+  (see :mod:`tasks.budget`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import sys
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.context import TaskRunContext
+from pydantic import BaseModel, ConfigDict
+
+from tasks.budget import StageResult, run_with_budget
+from tasks.io import ArtifactRef
+
+__all__ = [
+    "NOT_IN_CACHE_KEY",
+    "StageOutput",
+    "run_stage_core",
+    "stage_cache_key",
+    "stage_task",
+]
+
+#: Parameters that never take part in a stage's cache key.
+NOT_IN_CACHE_KEY = frozenset({"run_dir", "budget_seconds"})
+
+#: Shared modules whose source is part of every stage's cache key.
+_SHARED_MODULES = ("tasks.columns", "tasks.io", "tasks.stage", "tasks.validation")
+
+
+class StageOutput(BaseModel):
+    """What a stage task returns: references to the files it wrote plus small facts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: str
+    artifacts: dict[str, ArtifactRef]
+    facts: dict[str, Any] = {}
+    wall_seconds: float = 0.0
+    peak_rss_bytes: int = 0
+
+    def ref(self, name: str) -> ArtifactRef:
+        return self.artifacts[name]
+
+    @classmethod
+    def from_result(cls, stage: str, result: StageResult) -> StageOutput:
+        """Build from a core's result ``{"artifacts": {...}, "facts": {...}}`` run by run_stage_core."""
+        value = result.value
+        return cls(
+            stage=stage,
+            artifacts=value["artifacts"],
+            facts=value.get("facts", {}),
+            wall_seconds=result.wall_seconds,
+            peak_rss_bytes=result.peak_rss_bytes,
+        )
+
+
+@lru_cache(maxsize=None)
+def _module_source_hash(module_name: str) -> str:
+    module = sys.modules.get(module_name)
+    if module is None:
+        __import__(module_name)
+        module = sys.modules[module_name]
+    path = inspect.getsourcefile(module)
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else module_name
+
+
+def _token(value: Any) -> Any:
+    """A JSON-able, run-independent token for one parameter value."""
+    if isinstance(value, ArtifactRef):
+        return value.cache_token()
+    if isinstance(value, StageOutput):
+        return {k: _token(v) for k, v in sorted(value.artifacts.items())}
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {str(k): _token(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_token(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def stage_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """Cache key = source of the task's module (+ shared modules) + inputs' fingerprints + config.
+
+    Parameters named in :data:`NOT_IN_CACHE_KEY` (run directory, budget) are left out, so the
+    same inputs in a new run hit the cache.
+    """
+    fn = context.task.fn
+    modules = (fn.__module__, *_SHARED_MODULES)
+    payload = {
+        "task": context.task.name,
+        "code": [_module_source_hash(m) for m in modules],
+        "params": {k: _token(v) for k, v in sorted(parameters.items()) if k not in NOT_IN_CACHE_KEY},
+    }
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return f"{context.task.name}-{hashlib.sha256(blob).hexdigest()[:32]}"
+
+
+def stage_task(name: str, retries: int = 0, **task_kwargs: Any) -> Callable:
+    """Decorate a stage shell as a cached, persisted Prefect task named ``name``."""
+
+    def decorate(fn: Callable) -> Any:
+        return task(
+            name=name,
+            cache_key_fn=stage_cache_key,
+            persist_result=True,
+            retries=retries,
+            retry_delay_seconds=2,
+            log_prints=True,
+            **task_kwargs,
+        )(fn)
+
+    return decorate
+
+
+def run_stage_core(
+    stage: str,
+    budget_seconds: float,
+    core: Callable[..., dict[str, Any]],
+    *args: Any,
+    **kwargs: Any,
+) -> StageResult:
+    """Run a stage core under its budget, forwarding its progress to the task's log."""
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
+    try:
+        logger = get_run_logger()
+    except MissingContextError:  # outside a run (tests calling .fn): no logger needed
+        logger = None
+
+    def on_progress(fraction: float, message: str) -> None:
+        if logger is not None:
+            logger.info("%s: %3.0f%% %s", stage, 100 * fraction, message)
+
+    return run_with_budget(stage, budget_seconds, core, *args, on_progress=on_progress, **kwargs)
