@@ -1,0 +1,38 @@
+"""Shared fixtures: the real MovieLens sample, and one Prefect test harness per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ML_LATEST_SMALL = Path(
+    os.environ.get("MOVIEREC_ML_LATEST_SMALL", REPO_ROOT.parent / "shared" / "data" / "ml-latest-small")
+)
+
+
+@pytest.fixture(scope="session")
+def ml_small_dir() -> Path:
+    """The real ml-latest-small folder (../shared/data beside the checkout); skip when absent."""
+    if not (ML_LATEST_SMALL / "ratings.csv").exists():
+        pytest.skip(
+            f"real MovieLens data not found at {ML_LATEST_SMALL}: these tests need ../shared/data/"
+            "ml-latest-small beside the checkout (or MOVIEREC_ML_LATEST_SMALL=PATH)"
+        )
+    return ML_LATEST_SMALL
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory):
+    """One temporary Prefect server (SQLite) for every flow test of the session (~7 s once)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield
