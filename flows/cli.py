@@ -1,0 +1,204 @@
+"""The ``movierec`` command.
+
+Exit codes: 0 success; 1 a failed gate or validation; 2 bad usage or bad input (the message names the
+file, the column or setting, and the fix; no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED_CHECK, EXIT_BAD_INPUT = 0, 1, 2
+
+_QUIET_ENV = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "GX_ANALYTICS_ENABLED": "false",
+}
+
+
+def _add_profile_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile",
+        default="demo",
+        help="run profile: a name from profiles/ (demo, ci, ml-latest-small, bench-32m, ...) "
+        "or a path to a .toml file (default: demo)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one profile setting, e.g. --set eval.batch_size=2000 (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="movierec",
+        description="Train, tune, evaluate and package a hybrid movie recommender "
+        "(collaborative filtering + content embeddings) as Prefect flows.",
+        epilog="Exit codes: 0 success, 1 failed gate or validation, 2 bad usage or bad input.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="run the whole pipeline for a profile",
+        description="Run the pipeline stage by stage (unchanged stages come from cache). Prints "
+        "progress per stage, then the run directory. Works without a Prefect server (a temporary "
+        "one is started) or against the server in PREFECT_API_URL.",
+    )
+    _add_profile_args(run)
+    run.add_argument("--data-dir", help="MovieLens folder for profiles with data.source = movielens")
+    run.add_argument(
+        "--artifacts", default="artifacts", help="artifacts root (default: ./artifacts)"
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="show Prefect's own log lines")
+
+    gen = sub.add_parser(
+        "generate",
+        help="write synthetic data in ml-latest-small format",
+        description="Generate the synthetic dataset of a profile (deterministic from its seed) "
+        "and write ratings.csv, movies.csv, tags.csv, links.csv and providers.csv.",
+    )
+    _add_profile_args(gen)
+    gen.add_argument("--out", required=True, help="output folder (created when missing)")
+
+    val = sub.add_parser(
+        "validate",
+        help="validate a file with its Great Expectations suite",
+        description="Run the expectation suite that matches a table (by file name, e.g. "
+        "data/ratings.parquet -> the 'ratings' suite). Exit 1 when it fails.",
+    )
+    val.add_argument("path", help="a parquet table written by a run")
+    val.add_argument("--suite", help="suite name when the file name does not say it")
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    if not args.verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from tasks.profile import load_profile
+
+    profile = load_profile(args.profile, args.overrides)  # fail fast on a bad profile
+    if profile.data.source == "movielens":
+        data_dir = args.data_dir or profile.data.data_dir
+        if not data_dir or not Path(data_dir).is_dir():
+            from tasks.errors import UsageError
+
+            raise UsageError(
+                f"data directory {data_dir!r} does not exist. Profile '{profile.name}' reads a "
+                "MovieLens folder: pass --data-dir PATH to one (e.g. ml-latest-small)."
+            )
+    artifacts = Path(args.artifacts)
+    _check_writable(artifacts)
+    from flows.pipeline import run_pipeline
+
+    summary = run_pipeline(
+        profile=args.profile,
+        overrides=args.overrides,
+        data_dir=args.data_dir,
+        artifacts_root=str(artifacts),
+    )
+    print(summary["stage_table"])
+    print(f"run directory: {summary['run_dir']}")
+    return EXIT_OK
+
+
+def _check_writable(folder: Path) -> None:
+    from tasks.errors import UsageError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"artifacts directory {str(folder)!r} is not writable ({exc.strerror}). "
+            "Choose another with --artifacts DIR or fix its permissions."
+        ) from None
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from tasks.profile import load_profile
+    from tasks.synthetic import generate_synthetic, write_movielens_format
+
+    profile = load_profile(args.profile, args.overrides)
+    out = Path(args.out)
+    _check_writable(out)
+    cfg = profile.synthetic
+    print(
+        f"generating {cfg.n_ratings:,} ratings for {cfg.n_users:,} users and {cfg.n_movies:,} movies "
+        f"(seed {profile.run.seed}) ...",
+        file=sys.stderr,
+    )
+
+    def progress(fraction: float, message: str) -> None:
+        print(f"  {100 * fraction:5.1f}% {message}", file=sys.stderr, flush=True)
+
+    data = generate_synthetic(cfg, profile.run.seed, progress=progress)
+    written = write_movielens_format(data, out)
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    return EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from tasks.errors import UsageError
+    from tasks.io import read_table
+    from tasks.validation import suite_names, validate_table
+
+    path = Path(args.path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file. Give a parquet table written by a run.")
+    suite = args.suite or path.stem
+    if suite not in suite_names():
+        raise UsageError(
+            f"{path}: no expectation suite named {suite!r}; pass --suite NAME, one of: "
+            + ", ".join(suite_names())
+        )
+    summary = validate_table(read_table(path), suite, source=str(path))
+    status = "passed" if summary["success"] else "FAILED"
+    print(f"{path}: suite '{suite}' {status} ({summary.get('evaluated', '?')} expectations)")
+    for failure in summary.get("failed", []):
+        print(f"  - {failure}")
+    return EXIT_OK if summary["success"] else EXIT_FAILED_CHECK
+
+
+COMMANDS = {"run": _cmd_run, "generate": _cmd_generate, "validate": _cmd_validate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    for key, value in _QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    args = build_parser().parse_args(argv)
+    from tasks.budget import StageFailed, StageTimeout
+    from tasks.errors import InputDataError, UsageError
+    from tasks.profile import ProfileError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (InputDataError, UsageError, ProfileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except StageTimeout as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except StageFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED_CHECK
+    except KeyboardInterrupt:
+        print("interrupted; finished stages stay cached, re-run to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
