@@ -83,8 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    if not args.verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from tasks.profile import load_profile
 
     profile = load_profile(args.profile, args.overrides)  # fail fast on a bad profile
@@ -180,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in _QUIET_ENV.items():
         os.environ.setdefault(key, value)
     args = build_parser().parse_args(argv)
+    if not getattr(args, "verbose", False):
+        # Prefect's console log would repeat expected errors with tracebacks; the terminal shows our
+        # own progress lines instead. The run's logs still reach the Prefect API (and UI).
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     from tasks.budget import StageFailed, StageTimeout
     from tasks.errors import InputDataError, UsageError
     from tasks.profile import ProfileError

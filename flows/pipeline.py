@@ -27,7 +27,7 @@ def _stage_plan(profile: RunProfile) -> list[str]:
     return list(PIPELINE_STAGES)
 
 
-@flow(name="recommender-pipeline", log_prints=True)
+@flow(name="recommender-pipeline")
 def recommender_pipeline(
     profile: str = "demo",
     overrides: list[str] | None = None,

@@ -67,7 +67,14 @@ class StageRunner:
         return self.flow_budget_seconds - (time.monotonic() - self._start)
 
     def _say(self, text: str) -> None:
+        """Progress goes to the terminal and to the flow run's log (the Prefect UI)."""
         print(text, file=self.out, flush=True)
+        try:
+            from prefect.logging import get_run_logger
+
+            get_run_logger().info(text.strip())
+        except Exception:  # noqa: BLE001 - outside a flow run there is no run logger
+            pass
 
     def _update_progress(self) -> None:
         if self._progress_id is None:

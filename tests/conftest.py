@@ -36,3 +36,14 @@ def prefect_harness(tmp_path_factory):
 
     with prefect_test_harness():
         yield
+
+
+@pytest.fixture(scope="session")
+def prefect_api_env(prefect_harness) -> dict[str, str]:
+    """Environment for a `movierec` subprocess that records to the session's test server."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = dict(os.environ)
+    env["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    return env

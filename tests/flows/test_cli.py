@@ -1,0 +1,122 @@
+"""The movierec command: help, bad inputs (exit 2, a message naming the problem), no half runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.cli import main
+
+pytestmark = pytest.mark.slow
+
+MOVIES = """movieId,title,genres
+1,Toy Story (1995),Adventure|Animation|Children|Comedy|Fantasy
+2,Jumanji (1995),Adventure|Children|Fantasy
+3,Heat (1995),Action|Crime|Thriller
+4,"American President, The (1995)",Comedy|Drama|Romance
+5,Nixon (1995),(no genres listed)
+"""
+
+
+def _ratings(rows: list[str]) -> str:
+    return "userId,movieId,rating,timestamp\n" + "\n".join(rows) + "\n"
+
+
+def _good_rows() -> list[str]:
+    rows = []
+    for user in range(1, 7):
+        for movie in range(1, 6):
+            rating = 0.5 + ((user * 7 + movie * 3) % 10) * 0.5
+            rows.append(f"{user},{movie},{rating:.1f},{964982703 + user * 1000 + movie}")
+    return rows
+
+
+def _folder(tmp_path: Path, ratings: str | bytes, movies: str | bytes = MOVIES) -> Path:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name, text in (("ratings.csv", ratings), ("movies.csv", movies)):
+        path = folder / name
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return folder
+
+
+BAD_INPUTS = {
+    "missing_column": (
+        lambda: _ratings([]).replace("rating,", "score,") + "1,1,4.0,964982703\n",
+        MOVIES,
+        "rating",
+    ),
+    "non_numeric_rating": (lambda: _ratings([*_good_rows(), "7,1,great,964982703"]), MOVIES, "rating"),
+    "rating_out_of_range": (lambda: _ratings([*_good_rows(), "7,1,7.5,964982703"]), MOVIES, "rating"),
+    "duplicate_user_movie": (lambda: _ratings([*_good_rows(), _good_rows()[0]]), MOVIES, "duplicate"),
+    "unknown_movie": (lambda: _ratings([*_good_rows(), "7,999,4.0,964982703"]), MOVIES, "movie"),
+    "empty_ratings_file": (lambda: "", MOVIES, "ratings.csv"),
+    "invalid_utf8_movies": (
+        lambda: _ratings(_good_rows()),
+        MOVIES.encode().replace(b"Heat", b"H\xff\xfet"),
+        "movies.csv",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_exits_2_with_a_message_and_no_complete_run(case, prefect_harness, tmp_path, capsys):
+    ratings, movies, must_mention = BAD_INPUTS[case]
+    folder = _folder(tmp_path, ratings(), movies)
+    artifacts = tmp_path / "artifacts"
+    code = main(
+        ["run", "--profile", "ml-latest-small", "--data-dir", str(folder), "--artifacts", str(artifacts)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "error:" in err and must_mention.lower() in err.lower(), err
+    assert not (artifacts / "ml-latest-small" / "LATEST").exists()
+
+
+def test_a_folder_in_no_known_format_exits_2(prefect_harness, tmp_path, capsys):
+    folder = tmp_path / "nothing-here"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a dataset")
+    code = main(["run", "--profile", "ml-latest-small", "--data-dir", str(folder), "--artifacts", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "ratings.csv" in err  # says which files it looked for
+
+
+def test_missing_data_dir_and_bad_profile_exit_2(tmp_path, capsys):
+    assert main(["run", "--profile", "ml-latest-small", "--data-dir", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["run", "--profile", "no-such-profile"]) == 2
+    assert "Available profiles" in capsys.readouterr().err
+    assert main(["run", "--profile", "ci", "--set", "eval.k_values=[0]"]) == 2
+
+
+def test_help_explains_every_command():
+    for command in ([], ["run"], ["generate"], ["validate"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "flows.cli", *command, "--help"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        assert result.returncode == 0
+        assert "usage: movierec" in result.stdout
+
+
+def test_subprocess_bad_input_prints_no_traceback(prefect_api_env, tmp_path):
+    folder = _folder(tmp_path, _ratings([*_good_rows(), "7,1,7.5,964982703"]))
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "--profile", "ml-latest-small", "--data-dir", str(folder),
+         "--artifacts", str(tmp_path / "artifacts")],
+        capture_output=True,
+        text=True,
+        env=prefect_api_env,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout, result.stderr
+    assert "rating" in result.stderr

@@ -1,0 +1,73 @@
+"""The parent flow on real Prefect (one temporary server per session)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flows.pipeline import PIPELINE_STAGES, recommender_pipeline
+from tasks.io import latest_run
+
+pytestmark = pytest.mark.slow
+
+
+def _stages(run_dir: str) -> dict[str, dict]:
+    payload = json.loads((Path(run_dir) / "logs" / "stages.json").read_text())
+    return {s["stage"]: s for s in payload["stages"]}
+
+
+@pytest.fixture(scope="module")
+def first_run(prefect_harness, tmp_path_factory):
+    root = tmp_path_factory.mktemp("artifacts")
+    summary = recommender_pipeline(profile="ci", artifacts_root=str(root))
+    return root, summary
+
+
+def test_a_run_completes_and_records_every_stage(first_run):
+    root, summary = first_run
+    run_dir = Path(summary["run_dir"])
+    assert latest_run(root, "ci") == run_dir
+    stages = _stages(summary["run_dir"])
+    assert list(stages) == PIPELINE_STAGES
+    assert not any(s["cached"] for s in stages.values())
+    for table in ("ratings", "movies", "train", "test", "cohorts"):
+        assert (run_dir / "data" / f"{table}.parquet").stat().st_size > 0
+    assert (run_dir / "profile.toml").read_text().startswith('name = "ci"')
+    status = json.loads((run_dir / "logs" / "run_status.json").read_text())
+    assert status["status"] == "complete"
+
+
+def test_unchanged_rerun_is_served_from_cache_into_its_own_run_dir(first_run):
+    root, first = first_run
+    second = recommender_pipeline(profile="ci", artifacts_root=str(root))
+    assert second["run_dir"] != first["run_dir"]
+    stages = _stages(second["run_dir"])
+    assert all(s["cached"] for s in stages.values()), stages
+    for table in ("ratings", "train", "cohorts"):
+        new_file = Path(second["run_dir"]) / "data" / f"{table}.parquet"
+        old_file = Path(first["run_dir"]) / "data" / f"{table}.parquet"
+        assert new_file.read_bytes() == old_file.read_bytes()
+    assert latest_run(root, "ci") == Path(second["run_dir"])
+
+
+def test_changing_one_split_value_reruns_only_split(first_run):
+    root, _ = first_run
+    summary = recommender_pipeline(
+        profile="ci", overrides=["split.holdout_fraction=0.25"], artifacts_root=str(root)
+    )
+    stages = _stages(summary["run_dir"])
+    assert stages["ingest"]["cached"] is True
+    assert stages["split"]["cached"] is False
+
+
+def test_deleted_cached_files_are_recomputed(first_run, tmp_path):
+    root, _ = first_run
+    a = recommender_pipeline(profile="ci", overrides=["run.seed=7"], artifacts_root=str(root))
+    for path in Path(a["run_dir"]).rglob("*.parquet"):
+        path.unlink()
+    # the files of every earlier run with this seed are gone: the cache must not hand out dead refs
+    b = recommender_pipeline(profile="ci", overrides=["run.seed=7"], artifacts_root=str(root))
+    assert (Path(b["run_dir"]) / "data" / "ratings.parquet").exists()
+    assert _stages(b["run_dir"])["ingest"]["cached"] is False
