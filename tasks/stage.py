@@ -17,7 +17,7 @@ import inspect
 import json
 import sys
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +70,14 @@ class StageOutput(BaseModel):
         )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _module_source_hash(module_name: str) -> str:
     module = sys.modules.get(module_name)
     if module is None:
-        __import__(module_name)
+        try:
+            __import__(module_name)
+        except ModuleNotFoundError:
+            return f"{module_name}:absent"
         module = sys.modules[module_name]
     path = inspect.getsourcefile(module)
     return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else module_name
@@ -147,8 +150,16 @@ def run_stage_core(
     except MissingContextError:  # outside a run (tests calling .fn): no logger needed
         logger = None
 
+    last = {"fraction": -1.0}
+
     def on_progress(fraction: float, message: str) -> None:
+        # terminal: at most one line per 5% step; the run log (Prefect UI) gets the same lines
+        if fraction < 1.0 and fraction - last["fraction"] < 0.05:
+            return
+        last["fraction"] = fraction
+        line = f"      {stage:<14} {100 * fraction:5.1f}%  {message}"
+        print(line, file=sys.stderr, flush=True)
         if logger is not None:
-            logger.info("%s: %3.0f%% %s", stage, 100 * fraction, message)
+            logger.info(line.strip())
 
     return run_with_budget(stage, budget_seconds, core, *args, on_progress=on_progress, **kwargs)

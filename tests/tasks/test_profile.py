@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from tasks.profile import ProfileError, available_profiles, load_profile, parse_set_overrides
 
@@ -51,7 +52,7 @@ def test_set_needs_a_section(tmp_path):
 
 def test_profiles_are_frozen_and_round_trip_through_toml(tmp_path: Path):
     prof = load_profile("ci", environ={})
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         prof.eval.seed = 3  # type: ignore[misc]
     (tmp_path / "resolved.toml").write_text(prof.to_toml())
     again = load_profile("resolved", profiles_dir=tmp_path, environ={})

@@ -1,0 +1,431 @@
+"""Split: temporal holdout, relevance, activity cohorts and simulated cold users.
+
+Place in the pipeline: stage 2, after ingest. Input: the canonical ``data/ratings.parquet``
+(user_id int32, movie_id int32, rating float32, timestamp int64). Outputs, each validated by
+its suite in ``expectations/`` before it is written: ``data/train.parquet`` (same columns),
+``data/test.parquet`` (same + ``relevant`` bool) and ``data/cohorts.parquet`` (user_id int32,
+n_train int32, cohort str, simulated_cold bool; one row per user in train or test). Every later
+stage trains on ``train`` only and is evaluated on ``test``.
+
+Rules (``cfg`` is the profile's ``[split]`` section, :class:`tasks.profile.SplitSection`):
+
+- **Order.** A user's ratings are ordered by (timestamp, movie_id): ties in time are broken by
+  movie id, so the split is deterministic whatever the input row order.
+- **per_user holdout** (default). For user u with n_u ratings the last h_u go to test::
+
+      h_u = min(n_u - 1, max(min_holdout, ceil(holdout_fraction * n_u)))   if n_u >= 2
+      h_u = 1                                                              if n_u == 1
+
+  (``ceil`` rounds up: the test share is at least ``holdout_fraction``; with 0.2, a user with
+  20 ratings gives 4, one with 7 gives 2.) Every user keeps at least one training rating except a
+  user with a single rating: that rating goes to test and the user is a genuinely new user
+  (n_train = 0, cohort cold). Chosen so every user is evaluated and the cold cohort holds the
+  users a deployed system would really know nothing about.
+- **global time cut.** ``cut = quantile(timestamps, global_cut_quantile)`` (numpy method
+  "lower", so the cut is an observed timestamp); test = ratings with timestamp >= cut, train =
+  the rest. Users whose every rating is at or after the cut stay in test with n_train = 0: they
+  arrived after the cut, which is exactly the cold start a time cut is meant to show. Users with
+  no rating after the cut have no test rows and are not evaluated.
+- **Simulated cold users.** MovieLens users all have 20+ ratings, so without help the cold
+  cohort is empty. Among users with both train and test ratings (the base, B users),
+  ``round(simulated_cold_share * B)`` (half rounds up) are drawn with
+  ``numpy.random.default_rng(seed)`` from those whose training history is longer than
+  ``simulated_cold_max`` (fewer if fewer are eligible); each keeps only its first k training
+  ratings by time, k uniform in [simulated_cold_min, simulated_cold_max]. The removed training
+  ratings are DROPPED, not moved to test: the user's test set stays the same "last 20%" as
+  everyone else's, so cohorts are compared on like targets, and the dropped middle of their
+  history must not train the collaborative model either (it would leak the user's taste into
+  the item factors). Consequence: train + test = input minus exactly those dropped rows, and an
+  item a simulated user rated in the dropped part is neither filtered as seen nor counted as a
+  hit. Their test rows are unchanged.
+- **Relevance.** ``relevant = rating >= relevance_threshold`` (compared in float32, the
+  ratings' own dtype, so a threshold such as 3.5 means exactly the 3.5 star).
+- **Cohorts** by n_train (training ratings after simulation): cold if n_train <= cold_max,
+  light if <= light_max, medium if <= medium_max, else heavy.
+
+Everything is vectorised over rows (one 64-bit sort, bincounts, gathers; no per-user Python
+loop): on a 32M-row frame :func:`split_ratings` takes a few seconds (see the tests' notes).
+Input is expected to hold one rating per (user_id, movie_id), as ingest writes it; a duplicate
+pair is an :class:`~tasks.errors.InputDataError` since it could land on both sides of the split.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tasks.budget import report_progress
+from tasks.columns import COHORTS, Col
+from tasks.errors import InputDataError
+from tasks.io import ArtifactRef, read_table, write_table
+from tasks.profile import SplitSection
+from tasks.stage import StageOutput, run_stage_core, stage_task
+
+__all__ = [
+    "RATING_COLUMNS",
+    "SplitResult",
+    "assign_cohorts",
+    "holdout_sizes",
+    "mark_relevant",
+    "simulate_cold_users",
+    "split_core",
+    "split_data",
+    "split_ratings",
+    "temporal_holdout",
+]
+
+#: Canonical ratings columns and dtypes (train has exactly these; test adds ``relevant``).
+RATING_COLUMNS: dict[str, str] = {
+    Col.USER: "int32",
+    Col.ITEM: "int32",
+    Col.RATING: "float32",
+    Col.TIMESTAMP: "int64",
+}
+
+_DENSE_CODE_LIMIT = 1 << 24  # user-id ranges up to this size are used directly as array indexes
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    """The split's three tables and its facts (small JSON-able counts for the stage output)."""
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+    cohorts: pd.DataFrame
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- vectorised helpers
+
+
+def _canonical(ratings: pd.DataFrame, what: str = "ratings") -> pd.DataFrame:
+    """The four canonical columns in their canonical dtypes (a cheap view when already so)."""
+    missing = [c for c in RATING_COLUMNS if c not in ratings.columns]
+    if missing:
+        raise InputDataError(
+            f"{what}: missing column(s) {missing}; expected {list(RATING_COLUMNS)} "
+            "(the canonical table written by ingest)."
+        )
+    frame = ratings[list(RATING_COLUMNS)]
+    if any(str(frame[c].dtype) != d for c, d in RATING_COLUMNS.items()):
+        frame = frame.astype(RATING_COLUMNS)
+    return frame
+
+
+def _user_codes(users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dense codes for user ids: ``(codes, labels)`` with ``labels[codes] == users``.
+
+    Ids in a range of at most 2**24 are offset by their minimum (no sort); others are
+    ranked with ``np.unique`` (codes in [0, n_distinct)).
+    """
+    users = np.asarray(users)
+    if users.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32)
+    lo, hi = int(users.min()), int(users.max())
+    if hi - lo < _DENSE_CODE_LIMIT:
+        return users.astype(np.int64) - lo, np.arange(lo, hi + 1, dtype=np.int64).astype(np.int32)
+    labels = np.unique(users)
+    return np.searchsorted(labels, users).astype(np.int64), labels.astype(np.int32)
+
+
+def _user_time_key(codes: np.ndarray, n_codes: int, ts: np.ndarray) -> np.ndarray:
+    """One int64 per row ordering rows by (user code, timestamp): ``code << b | (ts - min ts)``.
+
+    When the bits do not fit in 63, timestamps are replaced by their dense rank (same order).
+    """
+    ts = np.asarray(ts, dtype=np.int64)
+    t_off = ts - ts.min()
+    code_bits = max(int(n_codes - 1).bit_length(), 1)
+    ts_bits = max(int(t_off.max()).bit_length(), 1)
+    if code_bits + ts_bits > 63:  # rare: huge timestamp range; ranks keep the order exactly
+        _, t_off = np.unique(ts, return_inverse=True)
+        t_off = t_off.astype(np.int64)
+        ts_bits = max(int(t_off.max()).bit_length(), 1)
+    return (codes << ts_bits) | t_off
+
+
+def _first_n_mask(
+    codes: np.ndarray, n_codes: int, ts: np.ndarray, items: np.ndarray, n_first: np.ndarray
+) -> np.ndarray:
+    """True for the rows among their user's first ``n_first[code]`` rows in (timestamp, item) order.
+
+    Vectorised: sort one packed (user, timestamp) key (values only: a fast SIMD sort), read each
+    user's boundary key at position ``start_u + n_first_u - 1``; rows before it are in, rows after
+    it out, and rows tied with it on timestamp are ranked by item (a small lexsort of the tied rows
+    only) to take exactly the number still needed.
+    """
+    mask = np.zeros(len(codes), dtype=bool)
+    if len(codes) == 0:
+        return mask
+    counts = np.bincount(codes, minlength=n_codes)
+    n_first = np.minimum(np.asarray(n_first, dtype=np.int64), counts)
+    key = _user_time_key(codes, n_codes, ts)
+    sorted_key = np.sort(key)
+    starts = np.cumsum(counts) - counts
+    has = n_first > 0
+    boundary = np.full(n_codes, -1, dtype=np.int64)  # keys are >= 0: -1 matches no row
+    boundary[has] = sorted_key[starts[has] + n_first[has] - 1]
+    need = np.zeros(n_codes, dtype=np.int64)  # rows still needed from those tied with the boundary
+    need[has] = n_first[has] - (np.searchsorted(sorted_key, boundary[has], side="left") - starts[has])
+    del sorted_key
+    row_boundary = boundary[codes]
+    np.less(key, row_boundary, out=mask)
+    tied = np.flatnonzero(key == row_boundary)
+    del key, row_boundary
+    if tied.size:
+        order = np.lexsort((items[tied], codes[tied]))
+        tied = tied[order]
+        tied_codes = codes[tied]
+        new_group = np.r_[True, tied_codes[1:] != tied_codes[:-1]]
+        group_start = np.flatnonzero(new_group)
+        rank = np.arange(tied.size) - np.repeat(group_start, np.diff(np.r_[group_start, tied.size]))
+        mask[tied[rank < need[tied_codes]]] = True
+    return mask
+
+
+def _check_unique_pairs(frame: pd.DataFrame) -> None:
+    """Raise when a (user_id, movie_id) pair occurs twice (it could fall on both sides)."""
+    codes, labels = _user_codes(frame[Col.USER].to_numpy())
+    items = frame[Col.ITEM].to_numpy().astype(np.int64)
+    item_off = items - items.min()
+    item_bits = max(int(item_off.max()).bit_length(), 1)
+    code_bits = max(int(len(labels) - 1).bit_length(), 1)
+    if code_bits + item_bits > 63:  # cannot happen with int32 ids; kept for clarity
+        dup = frame.duplicated([Col.USER, Col.ITEM]).to_numpy()
+        n_dup = int(dup.sum())
+    else:
+        pair = np.sort((codes << item_bits) | item_off)
+        dup_at = np.flatnonzero(pair[1:] == pair[:-1])
+        n_dup = int(dup_at.size)
+    if n_dup:
+        example = frame[frame.duplicated([Col.USER, Col.ITEM], keep=False)].head(4)
+        raise InputDataError(
+            f"ratings: {n_dup} duplicate ({Col.USER}, {Col.ITEM}) pair(s), for example:\n"
+            f"{example.to_string(index=False)}\nThe split needs one rating per pair (a duplicate "
+            "could land in both train and test); keep the latest one at ingest."
+        )
+
+
+def _round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+# --------------------------------------------------------------------------------- public API
+
+
+def holdout_sizes(n_ratings: np.ndarray, holdout_fraction: float, min_holdout: int) -> np.ndarray:
+    """Test ratings per user for the per-user holdout (see the module docstring for the rule).
+
+    >>> holdout_sizes(np.array([1, 2, 5, 7, 15, 20, 21]), 0.2, 1).tolist()
+    [1, 1, 1, 2, 3, 4, 5]
+    >>> holdout_sizes(np.array([2, 3, 10]), 0.2, 3).tolist()
+    [1, 2, 3]
+    """
+    n = np.asarray(n_ratings, dtype=np.int64)
+    # the 1e-9 keeps float noise (0.2 * 15 = 3.0000000000000004) from rounding up a whole rating
+    h = np.maximum(np.ceil(holdout_fraction * n - 1e-9).astype(np.int64), min_holdout)
+    return np.where(n >= 2, np.minimum(h, n - 1), n)
+
+
+def temporal_holdout(ratings: pd.DataFrame, cfg: SplitSection) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split ratings into (train, test) by time, per user or at one global cut.
+
+    Rows keep their input order within each output. See the module docstring for the rules.
+    """
+    frame = _canonical(ratings)
+    if frame.empty:
+        raise InputDataError("ratings: the table is empty; there is nothing to split.")
+    ts = frame[Col.TIMESTAMP].to_numpy()
+    if cfg.method == "global":
+        cut = int(np.quantile(ts, cfg.global_cut_quantile, method="lower"))
+        train_mask = ts < cut
+    else:
+        codes, labels = _user_codes(frame[Col.USER].to_numpy())
+        counts = np.bincount(codes, minlength=len(labels))
+        n_train = counts - holdout_sizes(counts, cfg.holdout_fraction, cfg.min_holdout)
+        train_mask = _first_n_mask(codes, len(labels), ts, frame[Col.ITEM].to_numpy(), n_train)
+    train = frame[train_mask].reset_index(drop=True)
+    test = frame[~train_mask].reset_index(drop=True)
+    return train, test
+
+
+def simulate_cold_users(
+    train: pd.DataFrame, test: pd.DataFrame, cfg: SplitSection, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Cut a seeded share of users' training histories to their first k ratings (k in [min, max]).
+
+    Returns ``(train, test, simulated_user_ids)``: the truncated train (removed rows dropped),
+    the unchanged test, and the sorted ids of the simulated users (int32).
+    """
+    train = _canonical(train, "train")
+    empty = np.zeros(0, dtype=np.int32)
+    if train.empty or cfg.simulated_cold_share <= 0:
+        return train, test, empty
+    users = train[Col.USER].to_numpy()
+    codes, labels = _user_codes(users)
+    counts = np.bincount(codes, minlength=len(labels))
+    test_users = np.unique(test[Col.USER].to_numpy())
+    in_test = np.isin(labels, test_users)
+    base = (counts > 0) & in_test
+    eligible = labels[base & (counts > cfg.simulated_cold_max)]
+    n_target = _round_half_up(cfg.simulated_cold_share * int(base.sum()))
+    n_sim = min(n_target, eligible.size)
+    if n_sim == 0:
+        return train, test, empty
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(eligible, size=n_sim, replace=False)
+    keep_k = rng.integers(cfg.simulated_cold_min, cfg.simulated_cold_max, size=n_sim, endpoint=True)
+    chosen_code = np.zeros(len(labels), dtype=bool)
+    chosen_code[_user_codes_lookup(labels, chosen)] = True
+    n_first = counts.copy()
+    n_first[_user_codes_lookup(labels, chosen)] = keep_k
+    # only the chosen users' rows need ranking: work on that subset
+    rows = np.flatnonzero(chosen_code[codes])
+    sub_codes = codes[rows]
+    keep = np.ones(len(train), dtype=bool)
+    keep[rows] = _first_n_mask(
+        sub_codes,
+        len(labels),
+        train[Col.TIMESTAMP].to_numpy()[rows],
+        train[Col.ITEM].to_numpy()[rows],
+        n_first,
+    )
+    return train[keep].reset_index(drop=True), test, np.sort(chosen).astype(np.int32)
+
+
+def _user_codes_lookup(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Codes of ``ids`` in the sorted ``labels`` from :func:`_user_codes`."""
+    return np.searchsorted(labels, ids)
+
+
+def assign_cohorts(
+    train: pd.DataFrame, test: pd.DataFrame, simulated: np.ndarray, cfg: SplitSection
+) -> pd.DataFrame:
+    """One row per user in train or test: n_train, cohort by the profile's thresholds, simulated flag.
+
+    cohort = cold if n_train <= cold_max, light if <= light_max, medium if <= medium_max, else heavy.
+    """
+    train_users = train[Col.USER].to_numpy()
+    all_users = np.concatenate([train_users, test[Col.USER].to_numpy()])
+    codes, labels = _user_codes(all_users)
+    present = np.bincount(codes, minlength=len(labels)) > 0
+    n_train = np.bincount(codes[: train_users.size], minlength=len(labels))[present]
+    users = labels[present]
+    thresholds = np.array([cfg.cold_max, cfg.light_max, cfg.medium_max], dtype=np.int64)
+    cohort_idx = np.searchsorted(thresholds, n_train, side="left")
+    return pd.DataFrame(
+        {
+            Col.USER: users.astype(np.int32),
+            Col.N_TRAIN: n_train.astype(np.int32),
+            Col.COHORT: pd.Series(np.asarray(COHORTS, dtype=object)[cohort_idx], dtype="str"),
+            Col.SIMULATED_COLD: np.isin(users, np.asarray(simulated)),
+        }
+    )
+
+
+def mark_relevant(test: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """A copy of ``test`` with ``relevant = rating >= threshold`` (threshold in the ratings' dtype)."""
+    out = test.copy()
+    ratings = out[Col.RATING].to_numpy()
+    out[Col.RELEVANT] = ratings >= np.asarray(threshold, dtype=ratings.dtype)
+    return out
+
+
+def split_ratings(ratings: pd.DataFrame, cfg: SplitSection, seed: int) -> SplitResult:
+    """Holdout, simulated cold users, relevance and cohorts, composed; with the split's facts."""
+    start = time.perf_counter()
+    frame = _canonical(ratings)
+    if frame.empty:
+        raise InputDataError("ratings: the table is empty; there is nothing to split.")
+    _check_unique_pairs(frame)
+    train, test = temporal_holdout(frame, cfg)
+    n_train_before = len(train)
+    if train.empty:
+        raise InputDataError(
+            f"split: the {cfg.method} holdout left no training ratings "
+            f"({len(frame)} ratings, all in test). Use method='per_user' or a higher "
+            "split.global_cut_quantile."
+        )
+    train, test, simulated = simulate_cold_users(train, test, cfg, seed)
+    test = mark_relevant(test, cfg.relevance_threshold)
+    cohorts = assign_cohorts(train, test, simulated, cfg)
+
+    test_users = np.unique(test[Col.USER].to_numpy())
+    relevant_users = np.unique(test.loc[test[Col.RELEVANT], Col.USER].to_numpy())
+    is_test_user = np.isin(cohorts[Col.USER].to_numpy(), test_users)
+    has_relevant = np.isin(cohorts[Col.USER].to_numpy(), relevant_users)
+    cohort_col = cohorts[Col.COHORT]
+
+    def per_cohort(mask: np.ndarray) -> dict[str, int]:
+        return {c: int(((cohort_col == c).to_numpy() & mask).sum()) for c in COHORTS}
+
+    facts: dict[str, Any] = {
+        "method": cfg.method,
+        "n_ratings": int(len(frame)),
+        "n_train_ratings": int(len(train)),
+        "n_test_ratings": int(len(test)),
+        "n_dropped_simulated_cold": int(n_train_before - len(train)),
+        "n_users": int(len(cohorts)),
+        "n_train_users": int((cohorts[Col.N_TRAIN] > 0).sum()),
+        "n_test_users": int(test_users.size),
+        "n_test_users_without_train": int((is_test_user & (cohorts[Col.N_TRAIN] == 0).to_numpy()).sum()),
+        "n_test_relevant": int(test[Col.RELEVANT].sum()),
+        "n_test_users_with_relevant": int(relevant_users.size),
+        "n_simulated_cold": int(simulated.size),
+        "relevance_threshold": float(cfg.relevance_threshold),
+        "cut_timestamp": int(test[Col.TIMESTAMP].min()) if cfg.method == "global" else None,
+        "users_per_cohort": per_cohort(np.ones(len(cohorts), dtype=bool)),
+        "test_users_per_cohort": per_cohort(is_test_user),
+        "test_users_with_relevant_per_cohort": per_cohort(has_relevant),
+        "seed": int(seed),
+        "split_seconds": round(time.perf_counter() - start, 3),
+    }
+    return SplitResult(train=train, test=test, cohorts=cohorts, facts=facts)
+
+
+# ------------------------------------------------------------------------------ stage: core + task
+
+
+def _for_validation(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy with 64-bit numbers: GX range checks fall back to per-row Python on 32-bit dtypes."""
+    casts = {
+        c: ("int64" if pd.api.types.is_integer_dtype(t) else "float64")
+        for c, t in df.dtypes.items()
+        if pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)
+    }
+    return df.astype(casts)
+
+
+def split_core(ratings_path: str, cfg: SplitSection, seed: int, run_dir: str) -> dict[str, Any]:
+    """Read ratings, split, validate the three outputs (blocking), write them under ``data/``."""
+    from tasks.validation import require_valid
+
+    report_progress(0.0, f"reading {ratings_path}")
+    ratings = read_table(Path(ratings_path), columns=list(RATING_COLUMNS))
+    report_progress(0.15, f"splitting {len(ratings):,} ratings ({cfg.method})")
+    result = split_ratings(ratings, cfg, seed)
+    del ratings
+    outputs = {"train": result.train, "test": result.test, "cohorts": result.cohorts}
+    artifacts: dict[str, ArtifactRef] = {}
+    for i, (name, table) in enumerate(outputs.items()):
+        relpath = f"data/{name}.parquet"
+        report_progress(0.5 + 0.15 * i, f"validating {relpath} ({len(table):,} rows)")
+        require_valid(_for_validation(table), name, source=str(Path(run_dir) / relpath))
+        artifacts[name] = write_table(table, run_dir, relpath)
+    report_progress(1.0, "split written")
+    return {"artifacts": artifacts, "facts": result.facts}
+
+
+@stage_task("split")
+def split_data(
+    ratings: ArtifactRef, cfg: SplitSection, seed: int, run_dir: str, budget_seconds: float
+) -> StageOutput:
+    """Prefect task: the split stage (train / test / cohorts) under its time budget."""
+    result = run_stage_core("split", budget_seconds, split_core, str(ratings.path), cfg, seed, run_dir)
+    return StageOutput.from_result("split", result)
