@@ -79,7 +79,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     val.add_argument("path", help="a parquet table written by a run")
     val.add_argument("--suite", help="suite name when the file name does not say it")
+    hist = sub.add_parser(
+        "history",
+        help="recent flow runs and their task runs, from the Prefect API",
+        description="List recent flow runs (state, duration, parameters) from the Prefect server in "
+        "PREFECT_API_URL, or from the local database when none is set - the same records the "
+        "Prefect UI shows. With --run ID, list that run's task runs and whether they were cached.",
+    )
+    hist.add_argument("--limit", type=int, default=10, help="how many flow runs (default 10)")
+    hist.add_argument("--run", dest="run_id", help="a flow run id: show its task runs")
     return parser
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from tasks.errors import UsageError
+    from tasks.history import format_flow_runs, format_task_runs, read_history
+
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    flows, tasks = read_history(limit=args.limit, run_id=args.run_id)
+    if args.run_id and not flows:
+        raise UsageError(f"no flow run with id {args.run_id!r}; `movierec history` lists the ids")
+    print(format_flow_runs(flows))
+    if args.run_id:
+        print()
+        print(format_task_runs(tasks))
+    return EXIT_OK
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -171,7 +196,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK if summary["success"] else EXIT_FAILED_CHECK
 
 
-COMMANDS = {"run": _cmd_run, "generate": _cmd_generate, "validate": _cmd_validate}
+COMMANDS = {
+    "run": _cmd_run,
+    "generate": _cmd_generate,
+    "validate": _cmd_validate,
+    "history": _cmd_history,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
