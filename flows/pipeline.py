@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow
+from prefect import runtime as prefect_runtime
 
 from tasks.io import mark_run_complete, new_run_dir, write_json, write_text
 from tasks.profile import RunProfile, load_profile
@@ -100,6 +101,7 @@ def recommender_pipeline(
     )
     mark_run_complete(run_dir)
     return {
+        "flow_run_id": str(prefect_runtime.flow_run.id),
         "run_dir": str(run_dir),
         "stages": [r.as_dict() for r in runner.records],
         "stage_table": runner.table(),

@@ -71,3 +71,22 @@ def test_deleted_cached_files_are_recomputed(first_run, tmp_path):
     b = recommender_pipeline(profile="ci", overrides=["run.seed=7"], artifacts_root=str(root))
     assert (Path(b["run_dir"]) / "data" / "ratings.parquet").exists()
     assert _stages(b["run_dir"])["ingest"]["cached"] is False
+
+
+def test_history_reads_the_runs_and_their_cached_task_runs(first_run):
+    import time
+
+    from tasks.history import format_task_runs, read_history
+
+    root, _ = first_run
+    summary = recommender_pipeline(profile="ci", artifacts_root=str(root))  # all cached
+    flows, _ = read_history(limit=20)
+    assert any(f.id == summary["flow_run_id"] and f.flow_name == "recommender-pipeline" for f in flows)
+    for _ in range(20):  # task-run records can lag a moment behind the run
+        _, tasks = read_history(run_id=summary["flow_run_id"])
+        if len(tasks) >= len(PIPELINE_STAGES):
+            break
+        time.sleep(0.5)
+    names = {t.name.rsplit("-", 1)[0] for t in tasks}
+    assert set(PIPELINE_STAGES) <= names, format_task_runs(tasks)
+    assert all(t.cached for t in tasks), format_task_runs(tasks)
