@@ -429,7 +429,8 @@ def item_user_share(
     _check_index_range(items, n_items, "item_idx", "n_items")
     if users.size and users.min() < 0:
         raise ValueError("item_user_share: user_idx holds a negative index")
-    n_distinct_users = np.unique(users).size
+    # bincount, not np.unique: np.unique hashes in numpy 2.4 and takes ~40 s on 25M ids here
+    n_distinct_users = int(np.count_nonzero(np.bincount(users))) if users.size else 0
     if n_users is None:
         n_users = n_distinct_users
     if n_users <= 0 or n_users < n_distinct_users:

@@ -208,7 +208,21 @@ def _duplicate_flags(key: np.ndarray) -> np.ndarray:
     same = ordered[1:] == ordered[:-1]
     if not same.any():
         return np.zeros(key.size, dtype=bool)
-    return np.isin(key, np.unique(ordered[1:][same]))
+    return _member_flags(key, ordered[1:][same])
+
+
+def _member_flags(keys: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``keys[i] in reference`` for every i, by sorting (np.isin / np.unique are 100x slower here:
+    np.unique took 40-90 s on 23M int64 keys with numpy 2.4 on this machine, np.sort 0.25 s)."""
+    if keys.size == 0 or reference.size == 0:
+        return np.zeros(keys.size, dtype=bool)
+    ref = np.sort(reference)
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    pos = np.minimum(np.searchsorted(ref, ordered), ref.size - 1)
+    flags = np.empty(keys.size, dtype=bool)
+    flags[order] = ref[pos] == ordered
+    return flags
 
 
 def _is_list_of_str(value: Any) -> bool:
@@ -240,8 +254,8 @@ def _derive(
             return df[spec["column"]].isin(ref.to_numpy()).to_numpy(dtype=bool)
         if kind == "pair_in_reference":
             ref_df = references[ref_name]
-            ref_key = np.unique(_pair_key(ref_df, spec.get("reference_columns", spec["columns"])))
-            return np.isin(_pair_key(df, spec["columns"]), ref_key, assume_unique=False)
+            ref_key = _pair_key(ref_df, spec.get("reference_columns", spec["columns"]))
+            return _member_flags(_pair_key(df, spec["columns"]), ref_key)
         if kind == "list_of_str":
             return np.fromiter(
                 (_is_list_of_str(v) for v in df[spec["column"]]), dtype=bool, count=len(df)
