@@ -52,23 +52,21 @@ def recommender_pipeline(
         planned_stages=_stage_plan(prof),
     )
     try:
-        data_path = data_dir or prof.data.data_dir
         if prof.data.source == "movielens":
-            data_path = str(Path(data_path).resolve()) if data_path else None
-            fingerprint = source_fingerprint(Path(data_path)) if data_path else ""
+            folder = Path(data_dir or prof.data.data_dir or ".").resolve()
+            source = {"synthetic": None, "seed": 0, "data_dir": str(folder)}
+            source["source_fingerprint"] = source_fingerprint(folder)
         else:
-            data_path, fingerprint = None, f"synthetic-seed-{prof.run.seed}"
+            source = {"synthetic": prof.synthetic, "seed": prof.run.seed, "data_dir": None}
+            source["source_fingerprint"] = "synthetic"
 
         ingest = runner.run(
             ingest_data,
             "ingest",
             prof.budgets.ingest,
             profile_data=prof.data,
-            synthetic=prof.synthetic,
             ingest=prof.ingest,
-            seed=prof.run.seed,
-            source_fingerprint=fingerprint,
-            data_dir=data_path,
+            **source,
         )
         split = runner.run(
             split_data,

@@ -75,7 +75,7 @@ def read_history(limit: int = 10, run_id: str | None = None) -> tuple[list[FlowR
             task_runs = client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])),
                 sort=TaskRunSort.EXPECTED_START_TIME_ASC,
-                limit=500,
+                limit=200,
             )
             for tr in task_runs:
                 state = tr.state.name if tr.state else "?"

@@ -51,7 +51,7 @@ BAD_INPUTS = {
     ),
     "non_numeric_rating": (lambda: _ratings([*_good_rows(), "7,1,great,964982703"]), MOVIES, "rating"),
     "rating_out_of_range": (lambda: _ratings([*_good_rows(), "7,1,7.5,964982703"]), MOVIES, "rating"),
-    "duplicate_user_movie": (lambda: _ratings([*_good_rows(), _good_rows()[0]]), MOVIES, "duplicate"),
+    "duplicate_user_movie": (lambda: _ratings([*_good_rows(), _good_rows()[0]]), MOVIES, "(user_id, movie_id)"),
     "unknown_movie": (lambda: _ratings([*_good_rows(), "7,999,4.0,964982703"]), MOVIES, "movie"),
     "empty_ratings_file": (lambda: "", MOVIES, "ratings.csv"),
     "invalid_utf8_movies": (
