@@ -21,7 +21,7 @@ from tasks.profile import RunProfile, load_profile
 
 __all__ = ["PIPELINE_STAGES", "recommender_pipeline", "run_pipeline"]
 
-PIPELINE_STAGES = ["ingest", "split"]
+PIPELINE_STAGES = ["ingest", "split", "features", "collaborative"]
 
 
 def _stage_plan(profile: RunProfile) -> list[str]:
@@ -37,6 +37,8 @@ def recommender_pipeline(
 ) -> dict[str, Any]:
     """Run every stage of the recommender pipeline for one profile; return the run summary."""
     from flows.stage_runner import StageRunner
+    from tasks.collaborative import fit_collab
+    from tasks.content import build_features
     from tasks.ingest import ingest_data, source_fingerprint
     from tasks.split import split_data
 
@@ -76,7 +78,26 @@ def recommender_pipeline(
             cfg=prof.split,
             seed=prof.run.seed,
         )
-        outputs = {"ingest": ingest, "split": split}
+        features = runner.run(
+            build_features,
+            "features",
+            prof.budgets.features,
+            movies=ingest.ref("movies"),
+            train=split.ref("train"),
+            cfg=prof.content,
+            seed=prof.run.seed,
+        )
+        collaborative = runner.run(
+            fit_collab,
+            "collaborative",
+            prof.budgets.collaborative,
+            train=split.ref("train"),
+            cohorts=split.ref("cohorts"),
+            movies=ingest.ref("movies"),
+            cfg=prof.collab,
+            seed=prof.run.seed,
+        )
+        outputs = {"ingest": ingest, "split": split, "features": features, "collaborative": collaborative}
     except BaseException as exc:
         write_json(
             {"status": "failed", "started": started, "error": f"{type(exc).__name__}: {exc}"},
