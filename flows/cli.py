@@ -79,6 +79,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     val.add_argument("path", help="a parquet table written by a run")
     val.add_argument("--suite", help="suite name when the file name does not say it")
+    rec = sub.add_parser(
+        "recommend",
+        help="top-K movies for one user from a finished run, with reasons",
+        description="Recommend K movies the user has not rated, from the newest complete run of "
+        "the profile (or --run DIR): final score, its collaborative and content parts, and a "
+        "reason. Genre filters match any of the given genres; provider filters any provider. When "
+        "filters leave too few movies, a fixed two-step relaxation (drop providers, then widen "
+        "genres) is applied and reported. A user id not in the data, given with --genre, is served "
+        "as a brand-new user (content/popularity, marked cold-start).",
+    )
+    rec.add_argument("--user", type=int, required=True, help="user id (as in ratings.csv)")
+    rec.add_argument("--k", type=int, default=10, help="how many movies (default 10)")
+    rec.add_argument("--genre", action="append", default=[], help="genre filter (repeatable, OR)")
+    rec.add_argument("--provider", action="append", default=[], help="provider filter (repeatable, OR)")
+    rec.add_argument("--run", help="run directory (default: LATEST of --profile under --artifacts)")
+    rec.add_argument("--profile", default="demo", help="profile whose LATEST run to use (default demo)")
+    rec.add_argument("--artifacts", default="artifacts", help="artifacts root (default ./artifacts)")
+
     hist = sub.add_parser(
         "history",
         help="recent flow runs and their task runs, from the Prefect API",
@@ -89,6 +107,48 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--limit", type=int, default=10, help="how many flow runs (default 10)")
     hist.add_argument("--run", dest="run_id", help="a flow run id: show its task runs")
     return parser
+
+
+STEP_TEXT = {
+    0: "no relaxation needed",
+    1: "relaxation step 1: the provider filter was dropped (too few movies matched)",
+    2: "relaxation step 2: providers dropped and genres widened to all (too few movies matched)",
+}
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    from tasks.candidates import recommend_for_user
+    from tasks.errors import UsageError
+    from tasks.io import latest_run
+
+    if args.run:
+        run_dir = Path(args.run)
+        if not (run_dir / "models").is_dir():
+            raise UsageError(f"{run_dir} is not a run directory (no models/ inside); pass --run DIR of a finished run.")
+    else:
+        run_dir = latest_run(args.artifacts, args.profile)
+        if run_dir is None:
+            raise UsageError(
+                f"no complete run of profile '{args.profile}' under {args.artifacts}/; run "
+                f"`movierec run --profile {args.profile}` first, or pass --run DIR."
+            )
+    table = recommend_for_user(run_dir, args.user, args.k, args.genre or None, args.provider or None)
+    mode = str(table["mode"].iloc[0]) if len(table) else "personalised"
+    step = int(table["relaxation_step"].iloc[0]) if len(table) else 0
+    print(f"user {args.user}: {len(table)} movies ({mode}) from {run_dir}")
+    if args.genre or args.provider:
+        print(STEP_TEXT.get(step, f"relaxation step {step}"))
+    for row in table.itertuples(index=False):
+        collab = "  n/a " if row.collab != row.collab else f"{row.collab:.3f}"  # NaN: content only
+        has_year = row.year is not None and row.year == row.year and f"({int(row.year)})" in row.title
+        year = "" if has_year or row.year is None or row.year != row.year else f" ({int(row.year)})"
+        print(
+            f"{row.rank:>3}. {row.title}{year}  score {row.score:.3f}  collab {collab}  "
+            f"content {row.content:.3f}  - {row.reason}"
+        )
+    if len(table) < args.k:
+        print(f"only {len(table)} movies left after filters and already-seen items")
+    return EXIT_OK
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
@@ -201,6 +261,7 @@ COMMANDS = {
     "generate": _cmd_generate,
     "validate": _cmd_validate,
     "history": _cmd_history,
+    "recommend": _cmd_recommend,
 }
 
 

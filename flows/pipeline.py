@@ -21,7 +21,7 @@ from tasks.profile import RunProfile, load_profile
 
 __all__ = ["PIPELINE_STAGES", "recommender_pipeline", "run_pipeline"]
 
-PIPELINE_STAGES = ["ingest", "split", "features", "collaborative"]
+PIPELINE_STAGES = ["ingest", "split", "features", "collaborative", "candidates"]
 
 
 def _stage_plan(profile: RunProfile) -> list[str]:
@@ -37,6 +37,7 @@ def recommender_pipeline(
 ) -> dict[str, Any]:
     """Run every stage of the recommender pipeline for one profile; return the run summary."""
     from flows.stage_runner import StageRunner
+    from tasks.candidates import build_candidates
     from tasks.collaborative import fit_collab
     from tasks.content import build_features
     from tasks.ingest import ingest_data, source_fingerprint
@@ -97,7 +98,27 @@ def recommender_pipeline(
             cfg=prof.collab,
             seed=prof.run.seed,
         )
-        outputs = {"ingest": ingest, "split": split, "features": features, "collaborative": collaborative}
+        candidates = runner.run(
+            build_candidates,
+            "candidates",
+            prof.budgets.candidates,
+            features=features,
+            collab=collaborative,
+            train=split.ref("train"),
+            cohorts=split.ref("cohorts"),
+            movies=ingest.ref("movies"),
+            policy=prof.policy,
+            cfg=prof.candidates,
+            relevance_threshold=prof.split.relevance_threshold,
+            seed=prof.run.seed,
+        )
+        outputs = {
+            "ingest": ingest,
+            "split": split,
+            "features": features,
+            "collaborative": collaborative,
+            "candidates": candidates,
+        }
     except BaseException as exc:
         write_json(
             {"status": "failed", "started": started, "error": f"{type(exc).__name__}: {exc}"},

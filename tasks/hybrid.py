@@ -21,9 +21,11 @@ For user u and the items i of u's candidate pool P_u (padded arrays, a mask mark
 
       blend_ui = alpha_u * content_ui + (1 - alpha_u) * collab_ui
 
-- Cold-start rules: a user without factors (no training ratings) or an item without factors
-  (nobody rated it in training) has no collaborative evidence, so ``blend_ui = content_ui``
-  (content only). A user with neither factors nor a profile gets ``content_ui = 0.5`` for every
+- Cold-start rules: a user without factors (no training ratings) has no collaborative evidence,
+  so ``blend_ui = content_ui`` (content only). An item without factors (nobody rated it in
+  training) is scored on content only, ``blend_ui = alpha_u * content_ui`` (its collaborative part
+  is 0, the pool minimum): giving it the whole content score instead would let unrated, obscure
+  items outrank every item that has collaborative evidence, whatever alpha says. A user with neither factors nor a profile gets ``content_ui = 0.5`` for every
   item, so the ranking falls to the secondary signals (quality, recency: popularity-based).
 
 Artifacts (written by :func:`write_assembly_manifest` and :func:`write_scoring_schema`):
@@ -108,7 +110,10 @@ def blend_scores(
     user_has_factors: np.ndarray,
     item_has_factors: np.ndarray,
 ) -> np.ndarray:
-    """``alpha_u * content + (1 - alpha_u) * collab``; content only where user or item has no factors.
+    """``alpha_u * content + (1 - alpha_u) * collab``; cold-start rules where factors are missing.
+
+    A user without factors: ``content`` only. An item without factors (for a user with factors):
+    ``alpha_u * content`` - content is its only evidence, its collaborative part counts as 0.
 
     Shapes: ``content``, ``collab`` (b, c); ``alpha_per_user``, ``user_has_factors`` (b,);
     ``item_has_factors`` (b, c) (the pool's flags) or (c,). Returns float32 (b, c).
@@ -116,15 +121,18 @@ def blend_scores(
     >>> blend_scores(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]]), np.array([0.25]),
     ...              np.array([True]), np.array([[True, False]])).tolist()
     [[0.25, 0.0]]
+    >>> blend_scores(np.array([[1.0, 0.8]]), np.array([[0.0, 1.0]]), np.array([0.5]),
+    ...              np.array([True]), np.array([[True, False]])).tolist()
+    [[0.5, 0.4000000059604645]]
     """
     content = np.asarray(content, dtype=np.float32)
     collab = np.asarray(collab, dtype=np.float32)
     alpha = np.asarray(alpha_per_user, dtype=np.float32)[:, None]
-    both = np.asarray(user_has_factors, dtype=bool)[:, None] & np.asarray(
-        item_has_factors, dtype=bool
-    )
-    mixed = alpha * content + (np.float32(1.0) - alpha) * collab
-    return np.where(both, mixed, content).astype(np.float32, copy=False)
+    user_f = np.asarray(user_has_factors, dtype=bool)[:, None]
+    item_f = np.asarray(item_has_factors, dtype=bool)
+    collab_part = np.where(item_f, collab, np.float32(0.0))
+    mixed = alpha * content + (np.float32(1.0) - alpha) * collab_part
+    return np.where(user_f, mixed, content).astype(np.float32, copy=False)
 
 
 def policy_alphas(
@@ -191,7 +199,8 @@ def assembly_manifest(
             f"{CONSTANT_ROW_VALUE}",
             "content": "(1 + cos(profile_u, e_i)) / 2",
             "blend": "alpha_u * content + (1 - alpha_u) * collab",
-            "cold_start": "content only when the user or the item has no factors",
+            "cold_start": "content only when the user has no factors; an item without factors "
+            "gets alpha * content (collaborative part 0)",
         },
         "scoring_schema": SCORING_SCHEMA,
     }
@@ -280,7 +289,9 @@ A user with no history has the zero profile and `content_ui = 0.5` for every ite
 ## 4. Cold-start rules
 
 - A user without factors (no training ratings): `blend_ui = content_ui` (content only).
-- An item without factors (nobody rated it in training): `blend_ui = content_ui` for every user.
+- An item without factors (nobody rated it in training), for a user with factors:
+  `blend_ui = alpha_u * content_ui` (content is its only evidence; its collaborative part is 0, the
+  pool minimum - otherwise unrated items would outrank every rated one whatever alpha says).
 - A user with neither factors nor profile: all blends are 0.5, so the secondary signals decide
   (quality, recency: popularity-based); the CF seeds are replaced by the {_fmt(c["n_cf_seed"])} most popular
   allowed items. Such lists are marked `cold-start`.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import re
 import sys
 from collections.abc import Callable
 from functools import cache
@@ -83,6 +84,30 @@ def _module_source_hash(module_name: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else module_name
 
 
+_PROJECT_IMPORT = re.compile(r"^\s*(?:from|import)\s+(tasks\.\w+)", re.MULTILINE)
+
+
+@cache
+def _project_dependencies(module_name: str) -> tuple[str, ...]:
+    """``module_name`` and every project module (``tasks.*``) it imports, transitively, sorted.
+
+    Read from the source text, so imports inside functions count too: a change in, say,
+    ``tasks.hybrid`` invalidates the cache of the ``candidates`` stage that calls it.
+    """
+    root = Path(__file__).resolve().parent
+    seen: set[str] = set()
+    todo = [module_name]
+    while todo:
+        name = todo.pop()
+        if name in seen or not name.startswith("tasks."):
+            continue
+        seen.add(name)
+        path = root / f"{name.split('.', 1)[1]}.py"
+        if path.exists():
+            todo.extend(_PROJECT_IMPORT.findall(path.read_text(encoding="utf-8")))
+    return tuple(sorted(seen))
+
+
 def _token(value: Any) -> Any:
     """A JSON-able, run-independent token for one parameter value."""
     if isinstance(value, ArtifactRef):
@@ -101,13 +126,14 @@ def _token(value: Any) -> Any:
 
 
 def stage_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    """Cache key = source of the task's module (+ shared modules) + inputs' fingerprints + config.
+    """Cache key = source of the task's module and the project modules it uses + inputs'
+    fingerprints + config.
 
     Parameters named in :data:`NOT_IN_CACHE_KEY` (run directory, budget) are left out, so the
     same inputs in a new run hit the cache.
     """
     fn = context.task.fn
-    modules = (fn.__module__, *_SHARED_MODULES)
+    modules = sorted({*_project_dependencies(fn.__module__), *_SHARED_MODULES})
     payload = {
         "task": context.task.name,
         "code": [_module_source_hash(m) for m in modules],

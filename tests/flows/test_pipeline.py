@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,20 @@ def test_history_reads_the_runs_and_their_cached_task_runs(first_run):
     names = {t.name.rsplit("-", 1)[0] for t in tasks}
     assert set(PIPELINE_STAGES) <= names, format_task_runs(tasks)
     assert all(t.cached for t in tasks), format_task_runs(tasks)
+
+
+def test_recommend_command_serves_a_real_user_and_rejects_an_unknown_one(first_run, capsys):
+    import pandas as pd
+
+    from flows.cli import main
+
+    _, summary = first_run
+    run_dir = summary["run_dir"]
+    user = int(pd.read_parquet(Path(run_dir) / "data" / "cohorts.parquet").user_id.iloc[0])
+    assert main(["recommend", "--user", str(user), "--k", "7", "--run", run_dir]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if re.match(r"\s*\d+\. ", line)]
+    assert len(lines) == 7 and "because you rated" in out
+    assert main(["recommend", "--user", "987654321", "--run", run_dir]) == 2
+    assert "unknown user id 987654321" in capsys.readouterr().err
+    assert main(["recommend", "--user", str(user), "--genre", "NoSuchGenre", "--run", run_dir]) == 2

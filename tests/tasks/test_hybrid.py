@@ -58,7 +58,7 @@ def test_blend_mixes_with_alpha_and_falls_back_to_content_without_factors():
     user_has = np.array([True, False])  # second user: cold, no factors
     item_has = np.array([[True, False], [True, True]])  # item 1 of user 0 has no factors
     out = blend_scores(content, collab, alpha, user_has, item_has)
-    np.testing.assert_allclose(out, [[0.25 * 0.8, 0.2], [0.8, 0.2]], rtol=1e-6)
+    np.testing.assert_allclose(out, [[0.25 * 0.8, 0.25 * 0.2], [0.8, 0.2]], rtol=1e-6)
 
 
 def test_policy_alphas_follow_each_users_cohort():
