@@ -21,7 +21,7 @@ from tasks.profile import RunProfile, load_profile
 
 __all__ = ["PIPELINE_STAGES", "recommender_pipeline", "run_pipeline"]
 
-PIPELINE_STAGES = ["ingest", "split", "features", "collaborative", "candidates"]
+PIPELINE_STAGES = ["ingest", "split", "features", "collaborative", "candidates", "evaluation"]
 
 
 def _stage_plan(profile: RunProfile) -> list[str]:
@@ -40,6 +40,7 @@ def recommender_pipeline(
     from tasks.candidates import build_candidates
     from tasks.collaborative import fit_collab
     from tasks.content import build_features
+    from tasks.evaluation import evaluate_models
     from tasks.ingest import ingest_data, source_fingerprint
     from tasks.split import split_data
 
@@ -112,7 +113,24 @@ def recommender_pipeline(
             relevance_threshold=prof.split.relevance_threshold,
             seed=prof.run.seed,
         )
+        evaluation = runner.run(
+            evaluate_models,
+            "evaluation",
+            prof.budgets.evaluation,
+            features=features,
+            collab=collaborative,
+            train=split.ref("train"),
+            test=split.ref("test"),
+            cohorts=split.ref("cohorts"),
+            movies=ingest.ref("movies"),
+            eval_cfg=prof.eval,
+            candidates_cfg=prof.candidates,
+            policy=prof.policy,
+            split_cfg=prof.split,
+            seed=prof.run.seed,
+        )
         outputs = {
+            "evaluation": evaluation,
             "ingest": ingest,
             "split": split,
             "features": features,

@@ -177,6 +177,9 @@ class EvalSection(_Section):
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     sample_users: int = Field(0, ge=0, description="0 = every test user")
     min_lift: float = 0.05
+    alpha_budget_seconds: float = Field(
+        120.0, gt=0, description="time budget of one alpha grid point, summed over batches"
+    )
 
     @field_validator("k_values", mode="before")
     @classmethod
