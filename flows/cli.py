@@ -192,7 +192,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     print(summary["stage_table"])
     print(f"run directory: {summary['run_dir']}")
-    return EXIT_OK
+    headline = summary.get("headline", {})
+    for model in ("tuned_policy", "seed_policy", "cf_full", "popularity"):
+        if f"{model}|recall@10" in headline:
+            print(f"  {model:<14} Recall@10 {headline[f'{model}|recall@10']:.4f}  MAP@10 {headline[f'{model}|map@10']:.4f}")
+    if summary.get("gates_passed"):
+        print("acceptance gates: all passed")
+        return EXIT_OK
+    print(
+        f"acceptance gates: FAILED ({', '.join(summary.get('failed_gates', []))}); the run is "
+        f"complete - see {summary['run_dir']}/reports/offline_metrics.md and eval/gates.json"
+    )
+    return EXIT_FAILED_CHECK
 
 
 def _check_writable(folder: Path) -> None:

@@ -146,6 +146,9 @@ def recommender_pipeline(
         runner.write_records()
         raise
     runner.write_records()
+    from flows.artifacts import publish_run_artifacts
+
+    publish_run_artifacts(evaluation.facts, str(run_dir))
     write_json(
         {
             "status": "complete",
@@ -163,6 +166,9 @@ def recommender_pipeline(
         "run_dir": str(run_dir),
         "stages": [r.as_dict() for r in runner.records],
         "stage_table": runner.table(),
+        "gates_passed": bool(evaluation.facts.get("gates_passed")),
+        "failed_gates": list(evaluation.facts.get("failed_gates", [])),
+        "headline": dict(evaluation.facts.get("headline", {})),
     }
 
 

@@ -1,0 +1,39 @@
+"""Prefect UI artifacts of a run: the headline metrics table and the gate results.
+
+Keys are stable across runs (lowercase and dashes), so the Prefect UI shows their history.
+Every value comes from the evaluation stage's own facts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["headline_rows", "publish_run_artifacts"]
+
+
+def headline_rows(evaluation_facts: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per model: Recall@10 and MAP@10 from the evaluation facts' ``headline``."""
+    rows: dict[str, dict[str, Any]] = {}
+    for key, value in sorted(evaluation_facts.get("headline", {}).items()):
+        model, metric = key.split("|", 1)
+        rows.setdefault(model, {"model": model})[metric] = round(float(value), 4)
+    return list(rows.values())
+
+
+def publish_run_artifacts(evaluation_facts: dict[str, Any], run_dir: str) -> None:
+    """Create the ``headline-metrics`` table and ``acceptance-gates`` markdown artifacts."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    create_table_artifact(
+        key="headline-metrics",
+        table=headline_rows(evaluation_facts),
+        description=f"Recall@10 and MAP@10 per model, every evaluated user ({run_dir})",
+    )
+    failed = evaluation_facts.get("failed_gates", [])
+    verdict = "all gates passed" if evaluation_facts.get("gates_passed") else f"FAILED: {', '.join(failed)}"
+    create_markdown_artifact(
+        key="acceptance-gates",
+        markdown=f"# Acceptance gates\n\n{verdict}\n\nDetails: `{run_dir}/eval/gates.json`, "
+        f"report `{run_dir}/reports/offline_metrics.md`.\n",
+        description="Acceptance gates of the tuned policy",
+    )
