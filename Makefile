@@ -8,12 +8,13 @@ export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: help venv demo test lint format bench-generate bench-models clean
+.PHONY: help venv demo test lint format bench bench-generate bench-models clean
 
 help:
 	@echo "make demo            install into .venv and run the pipeline on synthetic demo data"
 	@echo "make test            install into .venv and run the test suite"
 	@echo "make lint            ruff check"
+	@echo "make bench           the whole pipeline on bench-32m (32M ratings): per-stage wall s, peak memory, cached"
 	@echo "make bench-generate  time generating the bench-32m synthetic data (prints seconds, peak memory)"
 	@echo "make bench-models    candidates + re-rank throughput vs implicit's batch recommend (bench-32m shape)"
 
@@ -46,3 +47,8 @@ bench-models: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# The whole pipeline on bench-32m (ML-32M shape); prints per-stage wall time, peak memory, cache hits
+# (from the run's own logs/stages.json). Run it twice: the second run is served from cache.
+bench: $(STAMP)
+	$(BIN)/movierec run --profile bench-32m || test $$? -eq 1
