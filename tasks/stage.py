@@ -176,16 +176,29 @@ def run_stage_core(
     except MissingContextError:  # outside a run (tests calling .fn): no logger needed
         logger = None
 
-    last = {"fraction": -1.0}
+    last: dict[str, Any] = {"fraction": -1.0, "artifact": None}
 
     def on_progress(fraction: float, message: str) -> None:
-        # terminal: at most one line per 5% step; the run log (Prefect UI) gets the same lines
+        # at most one update per 5% step: a terminal line, a run-log line and the stage's
+        # Prefect progress artifact (key "<stage>-progress"), which moves in the UI while it runs
         if fraction < 1.0 and fraction - last["fraction"] < 0.05:
             return
         last["fraction"] = fraction
         line = f"      {stage:<14} {100 * fraction:5.1f}%  {message}"
         print(line, file=sys.stderr, flush=True)
-        if logger is not None:
-            logger.info(line.strip())
+        if logger is None:
+            return
+        logger.info(line.strip())
+        try:
+            from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+            if last["artifact"] is None:
+                last["artifact"] = create_progress_artifact(
+                    progress=100 * fraction, key=f"{stage}-progress", description=f"{stage}: {message}"
+                )
+            else:
+                update_progress_artifact(last["artifact"], 100 * fraction, description=f"{stage}: {message}")
+        except Exception as exc:  # noqa: BLE001 - a progress display must never fail a stage
+            logger.debug("progress artifact not updated: %s", exc)
 
     return run_with_budget(stage, budget_seconds, core, *args, on_progress=on_progress, **kwargs)

@@ -108,3 +108,17 @@ def test_recommend_command_serves_a_real_user_and_rejects_an_unknown_one(first_r
     assert main(["recommend", "--user", "987654321", "--run", run_dir]) == 2
     assert "unknown user id 987654321" in capsys.readouterr().err
     assert main(["recommend", "--user", str(user), "--genre", "NoSuchGenre", "--run", run_dir]) == 2
+
+
+def test_run_publishes_headline_gates_and_progress_artifacts(first_run):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    keys = ["headline-metrics", "acceptance-gates", "pipeline-progress", "evaluation-progress"]
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)), limit=50
+        )
+    assert {a.key for a in found} == set(keys)
+    headline = next(a for a in found if a.key == "headline-metrics")
+    assert "tuned_policy" in str(headline.data)
