@@ -26,7 +26,6 @@ PureSVD (``collab.model = "puresvd"``)
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import resource
@@ -44,9 +43,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from tasks.columns import Col
-from tasks.content import ITEM_IDX, USER_IDX, ids_to_index, load_array, save_array
+from tasks.content import ITEM_IDX, USER_IDX, ids_to_index
 from tasks.errors import InputDataError, UsageError
-from tasks.io import ArtifactRef, read_table, write_json, write_table
+from tasks.io import ArtifactRef, load_array, read_table, save_array, write_json, write_table
 from tasks.profile import CollabSection
 from tasks.stage import StageOutput, run_stage_core, stage_task
 
@@ -404,9 +403,7 @@ def load_collab_model(source: Path | str | Mapping[str, ArtifactRef]) -> CollabM
 # Stage
 # --------------------------------------------------------------------------------------------
 def _validate(model: CollabModel) -> dict[str, Any]:
-    """Run the ``factors`` suite on both factor tables when tasks.validation exists."""
-    if importlib.util.find_spec("tasks.validation") is None:
-        return {}
+    """Run the ``factors`` suite on both factor tables (blocking)."""
     from tasks.validation import require_valid
 
     return {

@@ -81,7 +81,7 @@ import scipy.sparse as sp
 
 from tasks.columns import Col
 from tasks.errors import InputDataError, UsageError
-from tasks.io import ArtifactRef, atomic_path, read_table, write_json, write_table
+from tasks.io import ArtifactRef, load_array, read_table, save_array, write_json, write_table
 from tasks.profile import ContentSection
 from tasks.stage import StageOutput, run_stage_core, stage_task
 
@@ -869,19 +869,6 @@ GENRE_PREFIX = "genre:"
 PROVIDER_PREFIX = "provider:"
 
 
-def save_array(arr: np.ndarray, run_dir: Path | str, relpath: str) -> ArtifactRef:
-    """Write a ``.npy`` atomically (through a file handle, so numpy adds no second suffix)."""
-    with atomic_path(Path(run_dir) / relpath) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, np.ascontiguousarray(arr), allow_pickle=False)
-    return ArtifactRef.of(run_dir, relpath)
-
-
-def load_array(ref: ArtifactRef | Path | str, mmap: bool = False) -> np.ndarray:
-    """Read a ``.npy`` written by :func:`save_array` (optionally memory-mapped)."""
-    path = ref.path if isinstance(ref, ArtifactRef) else Path(ref)
-    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-
-
 def save_content_features(features: ContentFeatures, run_dir: Path | str) -> dict[str, ArtifactRef]:
     """Write the features under ``models/`` (see :data:`FILES`) and return their references.
 
@@ -975,9 +962,7 @@ def load_content_features(
 # Stage
 # --------------------------------------------------------------------------------------------
 def _validate(features: ContentFeatures) -> dict[str, Any]:
-    """Run the derived-table suites when tasks.validation exists (it blocks on failure)."""
-    if importlib.util.find_spec("tasks.validation") is None:
-        return {}
+    """Run the derived-table suites (blocking on failure)."""
     from tasks.validation import require_valid
 
     return {

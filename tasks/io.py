@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -32,9 +33,11 @@ __all__ = [
     "atomic_path",
     "file_fingerprint",
     "latest_run",
+    "load_array",
     "mark_run_complete",
     "new_run_dir",
     "read_table",
+    "save_array",
     "write_json",
     "write_table",
     "write_text",
@@ -121,6 +124,19 @@ def read_table(ref: ArtifactRef | Path | str, columns: list[str] | None = None) 
     """Read a parquet table written by :func:`write_table`."""
     path = ref.path if isinstance(ref, ArtifactRef) else Path(ref)
     return pq.read_table(path, columns=columns).to_pandas()
+
+
+def save_array(arr: np.ndarray, run_dir: Path | str, relpath: str) -> ArtifactRef:
+    """Write a ``.npy`` atomically (through a file handle, so numpy adds no second suffix)."""
+    with atomic_path(Path(run_dir) / relpath) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.ascontiguousarray(arr), allow_pickle=False)
+    return ArtifactRef.of(run_dir, relpath)
+
+
+def load_array(ref: ArtifactRef | Path | str, mmap: bool = False) -> np.ndarray:
+    """Read a ``.npy`` written by :func:`save_array` (optionally memory-mapped)."""
+    path = ref.path if isinstance(ref, ArtifactRef) else Path(ref)
+    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
 
 
 def write_text(text: str, run_dir: Path | str, relpath: str) -> ArtifactRef:
