@@ -153,7 +153,6 @@ def stage_task(name: str, retries: int = 0, **task_kwargs: Any) -> Callable:
             persist_result=True,
             retries=retries,
             retry_delay_seconds=2,
-            log_prints=True,
             **task_kwargs,
         )(fn)
 
