@@ -44,8 +44,16 @@ import scipy.sparse as sp
 
 from tasks.columns import Col
 from tasks.content import ITEM_IDX, USER_IDX, ids_to_index
-from tasks.errors import InputDataError, UsageError
-from tasks.io import ArtifactRef, load_array, read_table, save_array, write_json, write_table
+from tasks.errors import InputDataError
+from tasks.io import (
+    ArtifactRef,
+    load_array,
+    read_table,
+    resolve_artifact,
+    save_array,
+    write_json,
+    write_table,
+)
 from tasks.profile import CollabSection
 from tasks.stage import StageOutput, run_stage_core, stage_task
 
@@ -370,15 +378,8 @@ def save_collab_model(model: CollabModel, run_dir: Path | str) -> dict[str, Arti
 
 
 def _resolve(source: Path | str | Mapping[str, ArtifactRef], name: str) -> Path:
-    if isinstance(source, Mapping):
-        if name not in source:
-            if name == "collab_meta":  # optional: how the model was fitted
-                return Path("/nonexistent/collab_meta.json")
-            raise UsageError(
-                f"no artifact '{name}' among {sorted(source)}: pass the collaborative stage's artifacts."
-            )
-        return source[name].path
-    return Path(source) / FILES[name]
+    path = resolve_artifact(source, name, FILES, stage="collaborative", optional=frozenset({"collab_meta"}))
+    return path if path is not None else Path("/nonexistent/collab_meta.json")  # optional: fit details
 
 
 def load_collab_model(source: Path | str | Mapping[str, ArtifactRef]) -> CollabModel:

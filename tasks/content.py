@@ -81,7 +81,15 @@ import scipy.sparse as sp
 
 from tasks.columns import Col
 from tasks.errors import InputDataError, UsageError
-from tasks.io import ArtifactRef, load_array, read_table, save_array, write_json, write_table
+from tasks.io import (
+    ArtifactRef,
+    load_array,
+    read_table,
+    resolve_artifact,
+    save_array,
+    write_json,
+    write_table,
+)
 from tasks.profile import ContentSection
 from tasks.stage import StageOutput, run_stage_core, stage_task
 
@@ -912,15 +920,8 @@ def save_content_features(features: ContentFeatures, run_dir: Path | str) -> dic
 
 
 def _resolve(source: Path | str | Mapping[str, ArtifactRef], name: str) -> Path:
-    if isinstance(source, Mapping):
-        if name not in source:
-            if name == "content_meta":  # optional: how the features were built
-                return Path("/nonexistent/content_meta.json")
-            raise UsageError(
-                f"no artifact '{name}' among {sorted(source)}: pass the features stage's artifacts."
-            )
-        return source[name].path
-    return Path(source) / FILES[name]
+    path = resolve_artifact(source, name, FILES, stage="features", optional=frozenset({"content_meta"}))
+    return path if path is not None else Path("/nonexistent/content_meta.json")  # optional: fit details
 
 
 def load_content_features(

@@ -16,7 +16,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ __all__ = [
     "mark_run_complete",
     "new_run_dir",
     "read_table",
+    "resolve_artifact",
     "save_array",
     "write_json",
     "write_table",
@@ -170,6 +171,30 @@ def adopt_into_run(ref: ArtifactRef, run_dir: Path | str) -> ArtifactRef | None:
         except OSError:
             shutil.copy2(ref.path, tmp)
     return ArtifactRef(run_dir=str(run_dir), relpath=ref.relpath, fingerprint=ref.fingerprint)
+
+
+def resolve_artifact(
+    source: Path | str | Mapping[str, ArtifactRef],
+    name: str,
+    files: Mapping[str, str],
+    *,
+    stage: str,
+    optional: frozenset[str] = frozenset(),
+) -> Path | None:
+    """Path of artifact ``name`` from a run directory (via ``files``) or a stage's artifact refs.
+
+    An optional artifact missing from the refs gives ``None``; a required one raises
+    :class:`~tasks.errors.UsageError` naming what is there and which stage's artifacts to pass.
+    """
+    if isinstance(source, Mapping):
+        if name in source:
+            return source[name].path
+        if name in optional:
+            return None
+        from tasks.errors import UsageError
+
+        raise UsageError(f"no artifact '{name}' among {sorted(source)}: pass the {stage} stage's artifacts.")
+    return Path(source) / files[name]
 
 
 def new_run_dir(artifacts_root: Path | str, profile_name: str) -> Path:
