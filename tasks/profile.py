@@ -206,6 +206,56 @@ class EvalSection(_Section):
         return value
 
 
+class CaseStudiesSection(_Section):
+    """Case studies (stage ``case_studies``): selection and the error-taxonomy rules.
+
+    Each rule is evaluated for every evaluated user on the tuned policy's top-``k`` list; the
+    thresholds below are the rules' cut-offs (see :mod:`tasks.case_studies`).
+    """
+
+    n_cases: int = Field(24, ge=0, description="users shown with a triptych, spread over cohorts and outcomes")
+    k: int = Field(10, ge=1, description="list length the taxonomy and the triptychs look at")
+    redundancy_max_ild: float = Field(0.35, ge=0.0, le=2.0)
+    redundancy_max_same_genres_share: float = Field(0.5, ge=0.0, le=1.0)
+    temporal_recent_n: int = Field(10, ge=1)
+    temporal_drift_years: float = Field(15.0, ge=0.0)
+    popularity_bias_ratio: float = Field(3.0, ge=1.0)
+    genre_mismatch_max_overlap: float = Field(0.25, ge=0.0, le=1.0)
+    filter_providers: tuple[str, ...] = ()
+    triptych_history_n: int = Field(10, ge=1)
+
+
+class EdgeCasesSection(_Section):
+    """Edge-case scenarios (stage ``edge_cases``)."""
+
+    min_pass_rate: float = Field(0.8, ge=0.0, le=1.0, description="gate: share of scenarios that pass")
+    heavy_user_ratings: int = Field(10_000, ge=1)
+    tiny_budget_seconds: float = Field(1.0, gt=0)
+    heavy_user_budget_seconds: float = Field(30.0, gt=0)
+    memory_budget_mb: float = Field(2048.0, gt=0)
+    only: tuple[str, ...] = Field((), description="run only these scenario ids (empty = all)")
+
+
+class SignoffSection(_Section):
+    """Sign-off thresholds (the old system's defaults); the decision is computed against them."""
+
+    min_recall_at_10: float = Field(0.30, ge=0.0, le=1.0)
+    min_map_at_10: float = Field(0.25, ge=0.0, le=1.0)
+    min_user_coverage: float = Field(0.85, ge=0.0, le=1.0)
+    min_artifact_validation: float = Field(0.95, ge=0.0, le=1.0)
+    require_eval_gates: bool = True
+
+
+class NightlySection(_Section):
+    """The ``nightly-reevaluation`` deployment: schedule and regression check."""
+
+    cron: str = "0 2 * * *"
+    timezone: str = "UTC"
+    compare_with: Literal["last_approved", "previous"] = "last_approved"
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    min_drop: float = Field(0.0, ge=0.0, description="ignore drops smaller than this (absolute)")
+
+
 class BudgetsSection(_Section):
     """Wall-time budgets in seconds. A stage over budget is stopped (its child process is killed).
 
@@ -219,6 +269,10 @@ class BudgetsSection(_Section):
     collaborative: float = Field(600.0, gt=0)
     candidates: float = Field(900.0, gt=0)
     evaluation: float = Field(1800.0, gt=0)
+    case_studies: float = Field(600.0, gt=0)
+    edge_cases: float = Field(600.0, gt=0)
+    handoff: float = Field(600.0, gt=0)
+    inventory: float = Field(900.0, gt=0)
 
 
 class RunProfile(_Section):
@@ -235,6 +289,10 @@ class RunProfile(_Section):
     policy: PolicySection = PolicySection()
     candidates: CandidatesSection = CandidatesSection()
     eval: EvalSection = EvalSection()
+    case_studies: CaseStudiesSection = CaseStudiesSection()
+    edge_cases: EdgeCasesSection = EdgeCasesSection()
+    signoff: SignoffSection = SignoffSection()
+    nightly: NightlySection = NightlySection()
     budgets: BudgetsSection = BudgetsSection()
 
     def to_toml(self) -> str:

@@ -47,3 +47,19 @@ def prefect_api_env(prefect_harness) -> dict[str, str]:
     env["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
     env["PYTHONPATH"] = str(REPO_ROOT)
     return env
+
+
+@pytest.fixture(scope="session")
+def ml_pipeline_run(prefect_harness, ml_small_dir, tmp_path_factory) -> dict:
+    """One whole pipeline run on the real ml-latest-small data, shared by every test of the session.
+
+    Returns the flow's summary (``run_dir``, ``stage_table``, ``headline``, ...) plus
+    ``artifacts_root``. Tests must not modify files inside ``run_dir`` (copy it first).
+    """
+    from flows.pipeline import recommender_pipeline
+
+    root = tmp_path_factory.mktemp("ml-artifacts")
+    summary = recommender_pipeline(
+        profile="ml-latest-small", data_dir=str(ml_small_dir), artifacts_root=str(root)
+    )
+    return {**summary, "artifacts_root": str(root)}

@@ -7,7 +7,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flows.pipeline import recommender_pipeline
 from tasks.candidates import candidates_check_frame, recommend_for_user
 from tasks.validation import validate_table
 
@@ -15,12 +14,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def ml_small_run(prefect_harness, ml_small_dir, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("artifacts")
-    summary = recommender_pipeline(
-        profile="ml-latest-small", data_dir=str(ml_small_dir), artifacts_root=str(root)
-    )
-    return Path(summary["run_dir"])
+def ml_small_run(ml_pipeline_run) -> Path:
+    return Path(ml_pipeline_run["run_dir"])
 
 
 def test_known_facts_of_ml_latest_small(ml_small_run):
