@@ -209,20 +209,58 @@ class EvalSection(_Section):
 class CaseStudiesSection(_Section):
     """Case studies (stage ``case_studies``): selection and the error-taxonomy rules.
 
-    Each rule is evaluated for every evaluated user on the tuned policy's top-``k`` list; the
-    thresholds below are the rules' cut-offs (see :mod:`tasks.case_studies`).
+    Each rule is evaluated for every evaluated user on the tuned policy's top-``k`` list (the
+    list the evaluation scored); the formulas live in :mod:`tasks.case_studies`. A rule whose
+    inputs are missing (no training history, no known years, no genres) does not flag the user.
+
+    - redundancy (lists of >= 2 items): ``ILD@k < redundancy_max_ild`` (ILD = 1 - mean pairwise
+      cosine of the content embeddings) OR ``max_s |{i in list : genres(i) = s}| / |list| >
+      redundancy_max_same_genres_share`` (one identical, non-empty genre set covers more than
+      that share of the list).
+    - temporal drift: ``|mean release year of the list - mean release year of the user's
+      temporal_recent_n most recent training ratings| > temporal_drift_years``.
+    - popularity bias: ``mean training-rating count of the list's items / mean training-rating
+      count of the user's training items > popularity_bias_ratio``.
+    - genre mismatch: ``sum_g min(h_g, r_g) < genre_mismatch_max_overlap``, ``h`` / ``r`` the
+      genre distributions of the user's training items / of the list (each item spreads weight 1
+      evenly over its genres; histogram intersection, 0 = disjoint, 1 = identical).
+    - cold-start miss: cohort ``cold`` and no hit in the top ``k``.
+    - filter over-constraint: with the case-study filter (the user's most-watched training genre,
+      plus ``filter_providers`` when given), fewer than ``k`` unseen movies match, so the
+      relaxation ladder (tasks.candidates.relaxation_steps) needs step >= 1.
     """
 
-    n_cases: int = Field(24, ge=0, description="users shown with a triptych, spread over cohorts and outcomes")
+    n_cases: int = Field(
+        24, ge=0, description="users shown with a triptych, spread over cohorts and outcomes"
+    )
     k: int = Field(10, ge=1, description="list length the taxonomy and the triptychs look at")
-    redundancy_max_ild: float = Field(0.35, ge=0.0, le=2.0)
-    redundancy_max_same_genres_share: float = Field(0.5, ge=0.0, le=1.0)
-    temporal_recent_n: int = Field(10, ge=1)
-    temporal_drift_years: float = Field(15.0, ge=0.0)
-    popularity_bias_ratio: float = Field(3.0, ge=1.0)
-    genre_mismatch_max_overlap: float = Field(0.25, ge=0.0, le=1.0)
-    filter_providers: tuple[str, ...] = ()
-    triptych_history_n: int = Field(10, ge=1)
+    redundancy_max_ild: float = Field(
+        0.6, ge=0.0, le=2.0, description="redundant when ILD@k is below this"
+    )
+    redundancy_max_same_genres_share: float = Field(
+        0.5, ge=0.0, le=1.0, description="redundant when one genre set covers more of the list"
+    )
+    temporal_recent_n: int = Field(
+        10, ge=1, description="most recent training ratings that define the user's recent years"
+    )
+    temporal_drift_years: float = Field(
+        15.0, ge=0.0, description="drift when the mean release years differ by more than this"
+    )
+    popularity_bias_ratio: float = Field(
+        2.0, ge=1.0, description="bias when the list is more than this times as popular"
+    )
+    genre_mismatch_max_overlap: float = Field(
+        0.5, ge=0.0, le=1.0, description="mismatch when the genre histogram intersection is lower"
+    )
+    filter_providers: tuple[str, ...] = Field(
+        (), description="providers added to the case-study filter (over-constraint rule)"
+    )
+    triptych_history_n: int = Field(
+        12, ge=2, description="history lines in a triptych: half most recent, half top rated"
+    )
+    triptych_held_out_n: int = Field(
+        20, ge=1, description="held-out lines in a triptych (hits first, then relevant)"
+    )
 
 
 class EdgeCasesSection(_Section):
@@ -232,28 +270,59 @@ class EdgeCasesSection(_Section):
     heavy_user_ratings: int = Field(10_000, ge=1)
     tiny_budget_seconds: float = Field(1.0, gt=0)
     heavy_user_budget_seconds: float = Field(30.0, gt=0)
-    memory_budget_mb: float = Field(2048.0, gt=0)
+    memory_budget_mb: float = Field(
+        256.0, gt=0, description="RSS growth budget of the memory scenario's job (sets its batch size)"
+    )
+    scenario_time_limit_seconds: float = Field(
+        120.0, gt=0, description="each scenario runs in its own child, stopped (and failed) after this"
+    )
     only: tuple[str, ...] = Field((), description="run only these scenario ids (empty = all)")
 
 
 class SignoffSection(_Section):
-    """Sign-off thresholds (the old system's defaults); the decision is computed against them."""
+    """Sign-off thresholds (the old system's defaults); the decision is computed against them.
+
+    Gates (stage ``handoff``, :mod:`tasks.signoff`): the tuned policy's Recall@10, MAP@10 and user
+    coverage at K=10 over all evaluated users must be at least ``min_*``; the edge-case pass rate at
+    least ``edge_cases.min_pass_rate``; the artifact validation rate at least
+    ``min_artifact_validation``. The inventory (stage ``inventory``) validates tables of more than
+    ``inventory_sample_rows`` rows on a seeded sample.
+    """
 
     min_recall_at_10: float = Field(0.30, ge=0.0, le=1.0)
     min_map_at_10: float = Field(0.25, ge=0.0, le=1.0)
     min_user_coverage: float = Field(0.85, ge=0.0, le=1.0)
     min_artifact_validation: float = Field(0.95, ge=0.0, le=1.0)
-    require_eval_gates: bool = True
+    require_eval_gates: bool = Field(True, description="the evaluation's acceptance gates pass")
+    require_no_regression: bool = Field(
+        True, description="a significant regression (eval/regression.json) blocks APPROVE"
+    )
+    inventory_sample_rows: int = Field(2_000_000, ge=1000)
 
 
 class NightlySection(_Section):
-    """The ``nightly-reevaluation`` deployment: schedule and regression check."""
+    """The ``nightly-reevaluation`` deployment (schedule) and the ``regression`` stage, which every
+    run executes: the tuned policy's per-user metrics at ``k`` compared per cohort with a baseline
+    run of the same profile (see :mod:`tasks.regression`).
+    """
 
-    cron: str = "0 2 * * *"
+    cron: str = Field("0 2 * * *", description="schedule of the nightly-reevaluation deployment")
     timezone: str = "UTC"
-    compare_with: Literal["last_approved", "previous"] = "last_approved"
+    compare_with: Literal["last_approved", "previous"] = Field(
+        "last_approved",
+        description="baseline: newest complete run whose sign-off is APPROVE, or newest complete run",
+    )
+    model: str = Field("tuned_policy", description="model whose per-user metrics are compared")
+    metrics: tuple[Literal["recall", "map", "ndcg"], ...] = ("recall", "map", "ndcg")
+    k: int = Field(10, ge=1, description="cut-off K of the compared metrics")
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    family_wise: bool = Field(
+        True, description="Bonferroni: each interval at 1 - (1 - confidence) / number of comparisons"
+    )
     min_drop: float = Field(0.0, ge=0.0, description="ignore drops smaller than this (absolute)")
+    bootstrap_samples: int = Field(1000, ge=10)
+    seed: int = 42
+    min_users: int = Field(2, ge=2, description="cohorts with fewer users in either run are not compared")
 
 
 class BudgetsSection(_Section):
@@ -395,7 +464,13 @@ def _describe_errors(exc: ValidationError, source: str) -> str:
         if err["type"] == "extra_forbidden":
             lines.append(f"  unknown key '{where}': not a setting; check the spelling (see tasks/profile.py)")
         else:
-            lines.append(f"  '{where}': {err['msg']} (got {err.get('input')!r})")
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            setting = "." in where  # a single key (not a whole section's rule)
+            got = f" (got {err.get('input')!r})" if setting and "got" not in msg else ""
+            fix = f"Fix: correct it in {source}"
+            if setting:
+                fix += f" or pass --set {where}=VALUE"
+            lines.append(f"  '{where}': {msg}{got}. {fix}.")
     return f"invalid profile {source}:\n" + "\n".join(lines)
 
 
