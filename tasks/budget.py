@@ -8,7 +8,16 @@ may send progress messages, which the parent forwards to a callback.
 
 Fork (not spawn) is used on purpose: the child starts in milliseconds with every module already
 imported. The child only computes and writes files through :mod:`tasks.io` (atomic), so a kill never
-leaves a half-written artifact.
+leaves a half-written artifact. Budgets nest: a stage core may itself run work under
+:func:`run_with_budget` (the edge-case scenarios do), and a child dies with its parent
+(``PR_SET_PDEATHSIG``), so killing a stage also stops what it started.
+
+Memory budgets: ``memory_budget_mb`` bounds the child's memory *growth* - its resident set size
+(RSS) minus the RSS it started with (a forked child starts with its parent's pages, which it did not
+allocate). The parent polls the child's RSS (``/proc/<pid>/status``, every
+:data:`MEMORY_POLL_SECONDS`) and kills it past the budget; at the end the child's peak RSS
+(``ru_maxrss``) is checked too, so a short spike between two polls is still caught. Both raise
+:class:`StageMemoryExceeded`. :attr:`StageResult.peak_growth_bytes` is the measured peak growth.
 """
 
 from __future__ import annotations
@@ -24,7 +33,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["StageFailed", "StageResult", "StageTimeout", "report_progress", "run_with_budget"]
+__all__ = [
+    "MEMORY_POLL_SECONDS",
+    "StageFailed",
+    "StageMemoryExceeded",
+    "StageResult",
+    "StageTimeout",
+    "current_rss_bytes",
+    "report_progress",
+    "rows_within_memory",
+    "run_with_budget",
+]
+
+#: How often the parent reads a memory-budgeted child's RSS.
+MEMORY_POLL_SECONDS = 0.05
 
 _progress_conn = None  # set in the child: where report_progress sends messages
 
@@ -40,9 +62,28 @@ class StageTimeout(RuntimeError):
             f"profile; finished stages stay cached, so the next run resumes here."
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable: a nested budget sends it to its parent
+        return (type(self), (self.stage, self.budget_seconds, self.elapsed))
+
 
 class StageFailed(RuntimeError):
     """A stage's child process died or raised an error that could not be sent back as itself."""
+
+
+class StageMemoryExceeded(RuntimeError):
+    """A stage's memory growth went past its memory budget and the stage was stopped."""
+
+    def __init__(self, stage: str, budget_mb: float, observed_mb: float, when: str):
+        self.stage, self.budget_mb, self.observed_mb = stage, budget_mb, observed_mb
+        super().__init__(
+            f"stage '{stage}' grew its memory by {observed_mb:,.1f} MB ({when}), past its memory "
+            f"budget of {budget_mb:g} MB, and was stopped. Give it a smaller batch size or a "
+            "larger memory budget."
+        )
+        self.when = when
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.stage, self.budget_mb, self.observed_mb, self.when))
 
 
 @dataclass(frozen=True)
@@ -50,6 +91,47 @@ class StageResult:
     value: Any
     wall_seconds: float
     peak_rss_bytes: int
+    start_rss_bytes: int = 0  # the child's RSS when it started (inherited from the parent)
+
+    @property
+    def peak_growth_bytes(self) -> int:
+        """Peak RSS minus the RSS the child started with: the memory the work itself needed."""
+        return max(0, self.peak_rss_bytes - self.start_rss_bytes)
+
+
+def current_rss_bytes(pid: int | None = None) -> int:
+    """Resident set size of a process (default: this one) from ``/proc``; 0 where unavailable."""
+    try:
+        with open(f"/proc/{pid or 'self'}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def rows_within_memory(memory_budget_mb: float, bytes_per_row: float, share: float = 0.5) -> int:
+    """How many rows of ``bytes_per_row`` fit in ``share`` of a memory budget (at least 1).
+
+    The rest of the budget is headroom for temporaries and the result.
+
+    >>> rows_within_memory(100, 1_048_576)
+    50
+    """
+    if bytes_per_row <= 0:
+        raise ValueError(f"bytes_per_row must be positive, got {bytes_per_row}")
+    return max(1, int(memory_budget_mb * share * 2**20 // bytes_per_row))
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no-op where unsupported)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def report_progress(fraction: float, message: str = "") -> None:
@@ -64,16 +146,24 @@ def report_progress(fraction: float, message: str = "") -> None:
 def _child(conn, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
     global _progress_conn
     _progress_conn = conn
+    start_rss = current_rss_bytes() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # budgets nest: multiprocessing refuses children of a daemonic process, and this child is
+    # one; it is killed with its parent instead (and killed by run_with_budget in any case)
+    mp.current_process()._config["daemon"] = False
+    _die_with_parent()
     try:
+        conn.send(("started", start_rss))
         value = fn(*args, **kwargs)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        conn.send(("ok", value, peak))
+        conn.send(("ok", value, peak, start_rss))
     except BaseException as exc:  # noqa: BLE001 - everything is sent back to the parent
         try:
             pickle.dumps(exc)
             conn.send(("error", exc, traceback.format_exc()))
         except Exception:  # the exception itself cannot be pickled
-            conn.send(("error", StageFailed(f"{type(exc).__name__}: {exc}"), traceback.format_exc()))
+            conn.send(
+                ("error", StageFailed(f"{type(exc).__name__}: {exc}"), traceback.format_exc())
+            )
     finally:
         conn.close()
         os._exit(0)
@@ -85,12 +175,15 @@ def run_with_budget(
     fn: Callable[..., Any],
     *args: Any,
     on_progress: Callable[[float, str], None] | None = None,
+    memory_budget_mb: float | None = None,
     **kwargs: Any,
 ) -> StageResult:
     """Run ``fn(*args, **kwargs)`` in a forked child, killed after ``budget_seconds``.
 
-    Returns the value with wall time and the child's peak resident memory. Raises
-    :class:`StageTimeout` past the budget, or re-raises the child's own exception.
+    Returns the value with wall time, the child's peak resident memory and its starting RSS.
+    Raises :class:`StageTimeout` past the budget, :class:`StageMemoryExceeded` when
+    ``memory_budget_mb`` is given and the child's RSS grows past it, or re-raises the child's own
+    exception.
     """
     ctx = mp.get_context("fork")
     parent_conn, child_conn = ctx.Pipe(duplex=False)
@@ -99,12 +192,19 @@ def run_with_budget(
     proc.start()
     child_conn.close()
     deadline = start + budget_seconds
+    limit = None if memory_budget_mb is None else float(memory_budget_mb) * 2**20
+    start_rss: int | None = None
+    interval = 0.5 if limit is None else MEMORY_POLL_SECONDS
     try:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise StageTimeout(stage, budget_seconds, time.monotonic() - start)
-            if parent_conn.poll(min(remaining, 0.5)):
+            if limit is not None and start_rss is not None:
+                grown = current_rss_bytes(proc.pid) - start_rss
+                if grown > limit:
+                    raise StageMemoryExceeded(stage, memory_budget_mb, grown / 2**20, "polled RSS")
+            if parent_conn.poll(min(remaining, interval)):
                 try:
                     message = parent_conn.recv()
                 except EOFError:
@@ -115,12 +215,22 @@ def run_with_budget(
                         "smaller batch size."
                     ) from None
                 kind = message[0]
+                if kind == "started":
+                    start_rss = int(message[1])
+                    continue
                 if kind == "progress":
                     if on_progress is not None:
                         on_progress(message[1], message[2])
                     continue
                 if kind == "ok":
-                    return StageResult(message[1], time.monotonic() - start, int(message[2]))
+                    result = StageResult(
+                        message[1], time.monotonic() - start, int(message[2]), int(message[3])
+                    )
+                    if limit is not None and result.peak_growth_bytes > limit:
+                        raise StageMemoryExceeded(
+                            stage, memory_budget_mb, result.peak_growth_bytes / 2**20, "peak RSS"
+                        )
+                    return result
                 exc, tb = message[1], message[2]
                 if isinstance(exc, Exception):
                     exc.add_note(f"(raised in stage '{stage}'; child traceback follows)\n{tb}")

@@ -1,9 +1,16 @@
+import pickle
 import time
 
 import numpy as np
 import pytest
 
-from tasks.budget import StageTimeout, report_progress, run_with_budget
+from tasks.budget import (
+    StageMemoryExceeded,
+    StageTimeout,
+    report_progress,
+    rows_within_memory,
+    run_with_budget,
+)
 
 
 def _cpu_bound_numpy_loop() -> float:
@@ -45,3 +52,59 @@ def test_result_progress_and_peak_memory_come_back():
 def test_child_errors_are_reraised_as_themselves():
     with pytest.raises(ValueError, match="the stage's own message"):
         run_with_budget("ingest", 10, _raise_value_error)
+
+
+def _allocate_mb(mb: int, hold_seconds: float = 0.0) -> int:
+    block = np.ones(mb * 2**20 // 8)  # touched: really resident
+    time.sleep(hold_seconds)
+    return int(block.size)
+
+
+def _nested_timeout() -> str:
+    try:
+        run_with_budget("inner", 0.3, time.sleep, 30)
+    except StageTimeout as exc:
+        return f"stopped: {exc.stage}"
+    return "not stopped"
+
+
+def test_memory_growth_is_measured_and_a_job_within_its_budget_passes():
+    result = run_with_budget("edge_cases", 20, _allocate_mb, 60, memory_budget_mb=200)
+    assert 55 * 2**20 < result.peak_growth_bytes < 120 * 2**20
+    assert result.start_rss_bytes > 0 and result.peak_rss_bytes > result.start_rss_bytes
+
+
+def test_a_job_past_its_memory_budget_is_stopped_while_running():
+    start = time.monotonic()
+    with pytest.raises(StageMemoryExceeded, match="memory budget of 40 MB") as info:
+        run_with_budget("edge_cases", 20, _allocate_mb, 120, 10.0, memory_budget_mb=40)
+    assert time.monotonic() - start < 5  # killed by the watchdog, not after its 10 s hold
+    assert info.value.when == "polled RSS" and info.value.observed_mb > 40
+
+
+def _spike_mb(mb: int) -> int:
+    time.sleep(0.2)  # the parent's one RSS read (right after "started") comes before the spike
+    return _allocate_mb(mb)  # freed again before the result is sent
+
+
+def test_a_short_spike_past_the_memory_budget_is_caught_at_the_end(monkeypatch):
+    import tasks.budget
+
+    monkeypatch.setattr(tasks.budget, "MEMORY_POLL_SECONDS", 100.0)  # polls cannot see the spike
+    with pytest.raises(StageMemoryExceeded, match="peak RSS"):
+        run_with_budget("edge_cases", 20, _spike_mb, 120, memory_budget_mb=40)
+
+
+def test_budgets_nest_and_their_errors_pickle():
+    assert run_with_budget("outer", 20, _nested_timeout).value == "stopped: inner"
+    again = pickle.loads(pickle.dumps(StageTimeout("x", 1.0, 1.2)))
+    assert (again.stage, again.budget_seconds) == ("x", 1.0)
+    mem = pickle.loads(pickle.dumps(StageMemoryExceeded("x", 10, 12.5, "peak RSS")))
+    assert mem.observed_mb == 12.5 and "10 MB" in str(mem)
+
+
+def test_rows_within_memory():
+    assert rows_within_memory(100, 2**20) == 50
+    assert rows_within_memory(1, 10 * 2**20) == 1
+    with pytest.raises(ValueError):
+        rows_within_memory(1, 0)
