@@ -8,12 +8,14 @@ export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: help venv demo test lint format bench bench-generate bench-models clean
+.PHONY: help venv demo test lint format bench bench-generate bench-models clean ui ui-stop
 
 help:
 	@echo "make demo            install into .venv and run the pipeline on synthetic demo data"
 	@echo "make test            install into .venv and run the test suite"
 	@echo "make lint            ruff check"
+	@echo "make ui              start a local Prefect server + UI (SQLite, 127.0.0.1:4200) in the background"
+	@echo "make ui-stop         stop the server started by make ui"
 	@echo "make bench           the whole pipeline on bench-32m (32M ratings): per-stage wall s, peak memory, cached"
 	@echo "make bench-generate  time generating the bench-32m synthetic data (prints seconds, peak memory)"
 	@echo "make bench-models    candidates + re-rank throughput vs implicit's batch recommend (bench-32m shape)"
@@ -52,3 +54,37 @@ clean:
 # (from the run's own logs/stages.json). Run it twice: the second run is served from cache.
 bench: $(STAMP)
 	$(BIN)/movierec run --profile bench-32m || test $$? -eq 1
+
+# A local Prefect server with its UI (SQLite under .prefect/, log and pid file there), in the
+# background; bound to 127.0.0.1 unless you ask otherwise (make ui UI_HOST=0.0.0.0 exposes it).
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 4200
+UI_HOME := $(CURDIR)/.prefect
+UI_URL   = http://$(UI_HOST):$(UI_PORT)
+
+ui: $(STAMP)
+	@mkdir -p $(UI_HOME)
+	@if [ -f $(UI_HOME)/server.pid ] && kill -0 $$(cat $(UI_HOME)/server.pid) 2>/dev/null; then \
+	  echo "Prefect server already running (pid $$(cat $(UI_HOME)/server.pid))"; \
+	else \
+	  PREFECT_HOME=$(UI_HOME) PREFECT_UI_API_URL=$(UI_URL)/api nohup $(BIN)/prefect server start \
+	    --host $(UI_HOST) --port $(UI_PORT) > $(UI_HOME)/server.log 2>&1 & echo $$! > $(UI_HOME)/server.pid; \
+	fi
+	@for i in $$(seq 90); do \
+	  $(BIN)/python -c "import urllib.request as u; u.urlopen('$(UI_URL)/api/health', timeout=2)" \
+	    2>/dev/null && break; \
+	  if ! kill -0 $$(cat $(UI_HOME)/server.pid) 2>/dev/null || [ $$i -eq 90 ]; then \
+	    tail -20 $(UI_HOME)/server.log; \
+	    echo "the Prefect server did not answer $(UI_URL)/api/health; log: $(UI_HOME)/server.log"; \
+	    exit 1; \
+	  fi; \
+	  sleep 1; \
+	done
+	@echo "Prefect UI:  $(UI_URL)   (log $(UI_HOME)/server.log, stop with make ui-stop)"
+	@echo "next:        export PREFECT_API_URL=$(UI_URL)/api && $(BIN)/movierec serve"
+
+ui-stop:
+	@if [ -f $(UI_HOME)/server.pid ] && kill $$(cat $(UI_HOME)/server.pid) 2>/dev/null; then \
+	  echo "stopped the Prefect server (pid $$(cat $(UI_HOME)/server.pid))"; \
+	else echo "no Prefect server started by make ui is running"; fi
+	@rm -f $(UI_HOME)/server.pid

@@ -1,4 +1,4 @@
-"""Prefect UI artifacts of a run: the headline metrics table and the gate results.
+"""Prefect UI artifacts of a run: the headline metrics table, the gate results and the decision.
 
 Keys are stable across runs (lowercase and dashes), so the Prefect UI shows their history.
 Every value comes from the evaluation stage's own facts.
@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["headline_rows", "publish_run_artifacts"]
+__all__ = [
+    "headline_rows",
+    "publish_decision_artifact",
+    "publish_regression_artifact",
+    "publish_run_artifacts",
+]
 
 
 def headline_rows(evaluation_facts: dict[str, Any]) -> list[dict[str, Any]]:
@@ -36,4 +41,40 @@ def publish_run_artifacts(evaluation_facts: dict[str, Any], run_dir: str) -> Non
         markdown=f"# Acceptance gates\n\n{verdict}\n\nDetails: `{run_dir}/eval/gates.json`, "
         f"report `{run_dir}/reports/offline_metrics.md`.\n",
         description="Acceptance gates of the tuned policy",
+    )
+
+
+def publish_decision_artifact(handoff_facts: dict[str, Any], run_dir: str) -> None:
+    """Create the ``signoff-decision`` markdown artifact: the computed decision and its reasons."""
+    from prefect.artifacts import create_markdown_artifact
+
+    decision = handoff_facts.get("decision", "unknown")
+    reasons = handoff_facts.get("reasons", [])
+    lines = [f"# Decision: {decision}", ""]
+    lines += [f"- {reason}" for reason in reasons] or ["- (no reasons recorded)"]
+    lines += [
+        "",
+        f"Sign-off package: `{run_dir}/signoff/handoff.md`, machine-readable "
+        f"`{run_dir}/signoff/signoff.json`; final report `{run_dir}/reports/final_report.md`.",
+    ]
+    create_markdown_artifact(
+        key="signoff-decision",
+        markdown="\n".join(lines) + "\n",
+        description=f"APPROVE / NEEDS WORK / REJECT computed from the gates ({run_dir})",
+    )
+
+
+def publish_regression_artifact(run_dir: str) -> None:
+    """Create the ``regression-check`` markdown artifact from the run's ``reports/regression.md``."""
+    from pathlib import Path
+
+    from prefect.artifacts import create_markdown_artifact
+
+    report = Path(run_dir) / "reports" / "regression.md"
+    if not report.exists():
+        return
+    create_markdown_artifact(
+        key="regression-check",
+        markdown=report.read_text(encoding="utf-8"),
+        description=f"Tuned policy vs the baseline run, per cohort ({run_dir})",
     )

@@ -73,12 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser(
         "validate",
-        help="validate a file with its Great Expectations suite",
-        description="Run the expectation suite that matches a table (by file name, e.g. "
-        "data/ratings.parquet -> the 'ratings' suite). Exit 1 when it fails.",
+        help="validate a file, or re-check a whole run directory, with Great Expectations",
+        description="PATH a parquet table: run the expectation suite that matches it (by file name, "
+        "e.g. data/ratings.parquet -> the 'ratings' suite). PATH a run directory: recompute the "
+        "sha256 of every file listed in inventory/artifact_manifest.json, re-run every file's suites, "
+        "and report files changed or missing since the run, files that fail now, symbolic links "
+        "pointing outside the run, and files added after the manifest (informational). Exit 1 when "
+        "anything changed, is missing or fails.",
     )
-    val.add_argument("path", help="a parquet table written by a run")
-    val.add_argument("--suite", help="suite name when the file name does not say it")
+    val.add_argument("path", help="a parquet table written by a run, or a run directory")
+    val.add_argument("--suite", help="suite name when the file name does not say it (tables only)")
     rec = sub.add_parser(
         "recommend",
         help="top-K movies for one user from a finished run, with reasons",
@@ -106,6 +110,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hist.add_argument("--limit", type=int, default=10, help="how many flow runs (default 10)")
     hist.add_argument("--run", dest="run_id", help="a flow run id: show its task runs")
+
+    srv = sub.add_parser(
+        "serve",
+        help="register the deployments with the Prefect server and run them when triggered",
+        description="Register the deployments recommender-pipeline (run it from the Prefect UI: "
+        "Run -> Custom run, pick a profile and overrides) and nightly-reevaluation (on the cron "
+        "schedule of the nightly profile's [nightly] section) with the Prefect server in "
+        "PREFECT_API_URL, then execute their runs until Ctrl+C. Start a server first with "
+        "`make ui`.",
+    )
+    srv.add_argument(
+        "--artifacts", default="artifacts", help="artifacts root of the runs (default ./artifacts)"
+    )
+    srv.add_argument(
+        "--limit", type=int, default=1, help="runs executed at the same time (default 1)"
+    )
+    srv.add_argument(
+        "--nightly-profile",
+        default="nightly",
+        help="profile of nightly-reevaluation and its schedule (default nightly)",
+    )
+    srv.add_argument("-v", "--verbose", action="store_true", help="show Prefect's own log lines")
     return parser
 
 
@@ -153,7 +179,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
 def _cmd_history(args: argparse.Namespace) -> int:
     from tasks.errors import UsageError
-    from tasks.history import format_flow_runs, format_task_runs, read_history
+    from tasks.history import format_flow_runs, format_task_runs, read_history, read_scheduled
 
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
@@ -164,6 +190,54 @@ def _cmd_history(args: argparse.Namespace) -> int:
     if args.run_id:
         print()
         print(format_task_runs(tasks))
+    else:
+        for when, flow_name in read_scheduled():
+            print(f"next scheduled: {flow_name} at {when}")
+    return EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from prefect.settings import PREFECT_API_URL
+
+    from tasks.errors import UsageError
+    from tasks.profile import load_profile
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        raise UsageError(
+            "movierec serve needs a running Prefect server and PREFECT_API_URL pointing at it. "
+            "Start one with `make ui` (127.0.0.1:4200), then `export "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api` and run `movierec serve` again."
+        )
+    import httpx
+
+    try:
+        httpx.get(url.rstrip("/") + "/health", timeout=10).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise UsageError(
+            f"no Prefect server answers at PREFECT_API_URL={url} ({exc}). Start one with `make ui` "
+            "or fix PREFECT_API_URL."
+        ) from None
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    nightly = load_profile(args.nightly_profile)  # fail fast on a bad profile
+    data_dir = nightly.data.data_dir
+    if nightly.data.source == "movielens" and not (data_dir and Path(data_dir).is_dir()):
+        print(
+            f"warning: profile '{nightly.name}' reads {data_dir!r}, which does not exist from here "
+            f"({Path.cwd()}); nightly runs will fail until it does (or pass data_dir in the run).",
+            file=sys.stderr,
+        )
+    artifacts = Path(args.artifacts)
+    _check_writable(artifacts)
+    from flows.deployments import NIGHTLY_DEPLOYMENT, PIPELINE_DEPLOYMENT, serve_deployments
+
+    print(
+        f"serving {PIPELINE_DEPLOYMENT} and {NIGHTLY_DEPLOYMENT} ({nightly.nightly.cron}, "
+        f"{nightly.nightly.timezone}) on {url}; runs write to {artifacts.resolve()}; Ctrl+C stops",
+        flush=True,
+    )
+    serve_deployments(artifacts, limit=args.limit, nightly_profile=args.nightly_profile)
     return EXIT_OK
 
 
@@ -176,8 +250,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if not data_dir or not Path(data_dir).is_dir():
             from tasks.errors import UsageError
 
+            problem = "does not exist"
+            if not data_dir:
+                problem = "is not set"
+            elif Path(data_dir).exists():
+                problem = "is a file, not a folder"
             raise UsageError(
-                f"data directory {data_dir!r} does not exist. Profile '{profile.name}' reads a "
+                f"data directory {data_dir!r} {problem}. Profile '{profile.name}' reads a "
                 "MovieLens folder: pass --data-dir PATH to one (e.g. ml-latest-small)."
             )
     artifacts = Path(args.artifacts)
@@ -197,13 +276,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if f"{model}|recall@10" in headline:
             print(f"  {model:<14} Recall@10 {headline[f'{model}|recall@10']:.4f}  MAP@10 {headline[f'{model}|map@10']:.4f}")
     if summary.get("gates_passed"):
-        print("acceptance gates: all passed")
-        return EXIT_OK
-    print(
-        f"acceptance gates: FAILED ({', '.join(summary.get('failed_gates', []))}); the run is "
-        f"complete - see {summary['run_dir']}/reports/offline_metrics.md and eval/gates.json"
-    )
-    return EXIT_FAILED_CHECK
+        print("evaluation acceptance gates: all passed")
+    else:
+        print(
+            f"evaluation acceptance gates: FAILED ({', '.join(summary.get('failed_gates', []))}); "
+            f"see {summary['run_dir']}/reports/offline_metrics.md and eval/gates.json"
+        )
+    decision = summary.get("decision") or "unknown"
+    print(f"decision: {decision} (computed from the gates; {summary['run_dir']}/signoff/handoff.md)")
+    for reason in summary.get("decision_reasons", [])[:6]:
+        print(f"  - {reason}")
+    # exit 1 = the run completed but the decision is not APPROVE (a gate failed)
+    return EXIT_OK if decision == "APPROVE" else EXIT_FAILED_CHECK
 
 
 def _check_writable(folder: Path) -> None:
@@ -251,8 +335,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from tasks.validation import suite_names, validate_table
 
     path = Path(args.path)
+    if path.is_dir():
+        return _validate_run_dir(path)
     if not path.is_file():
-        raise UsageError(f"{path}: no such file. Give a parquet table written by a run.")
+        raise UsageError(
+            f"{path}: no such file or directory. Give a parquet table or a run directory written by a run."
+        )
     suite = args.suite or path.stem
     if suite not in suite_names():
         raise UsageError(
@@ -263,8 +351,37 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     status = "passed" if summary["success"] else "FAILED"
     print(f"{path}: suite '{suite}' {status} ({summary.get('evaluated', '?')} expectations)")
     for failure in summary.get("failed", []):
-        print(f"  - {failure}")
+        print(f"  - {failure['message']}")
     return EXIT_OK if summary["success"] else EXIT_FAILED_CHECK
+
+
+def _validate_run_dir(run_dir: Path) -> int:
+    """`movierec validate RUN_DIR`: hashes and suites against the run's artifact manifest."""
+    from tasks.inventory import load_manifest, validate_run_dir
+
+    load_manifest(run_dir)  # a directory without a manifest: exit 2 with what to pass instead
+    print(f"re-checking {run_dir} against inventory/artifact_manifest.json ...", file=sys.stderr)
+    report = validate_run_dir(run_dir)
+    for c in report["changed"]:
+        print(
+            f"CHANGED  {c['path']}: sha256 {c['old_sha256'][:12]} -> {c['new_sha256'][:12]}, "
+            f"{c['old_bytes']:,} -> {c['new_bytes']:,} bytes"
+        )
+    for p in report["missing"]:
+        print(f"MISSING  {p}")
+    for f in report["failed"]:
+        print(f"FAILED   {f['path']}: {f['reason']}")
+    for s in report["symlinks_outside"]:
+        print(f"OUTSIDE  {s['path']} -> {s['target']} (symbolic link out of the run; not followed)")
+    for p in report["added"]:
+        print(f"ADDED    {p} (not in the manifest; informational)")
+    verdict = "ok" if report["ok"] else "FAILED"
+    print(
+        f"{run_dir}: {verdict} - {report['checked']} files checked ({report['listed']} in the manifest): "
+        f"{len(report['changed'])} changed, {len(report['missing'])} missing, "
+        f"{len(report['failed'])} failing validation, {len(report['added'])} added"
+    )
+    return EXIT_OK if report["ok"] else EXIT_FAILED_CHECK
 
 
 COMMANDS = {
@@ -273,6 +390,7 @@ COMMANDS = {
     "validate": _cmd_validate,
     "history": _cmd_history,
     "recommend": _cmd_recommend,
+    "serve": _cmd_serve,
 }
 
 

@@ -16,12 +16,25 @@ from typing import Any
 from prefect import flow
 from prefect import runtime as prefect_runtime
 
+from flows.parameters import Overrides, ProfileName, overrides_as_list
 from tasks.io import mark_run_complete, new_run_dir, write_json, write_text
 from tasks.profile import RunProfile, load_profile
 
 __all__ = ["PIPELINE_STAGES", "recommender_pipeline", "run_pipeline"]
 
-PIPELINE_STAGES = ["ingest", "split", "features", "collaborative", "candidates", "evaluation"]
+PIPELINE_STAGES = [
+    "ingest",
+    "split",
+    "features",
+    "collaborative",
+    "candidates",
+    "evaluation",
+    "regression",
+    "case_studies",
+    "edge_cases",
+    "inventory",
+    "handoff",
+]
 
 
 def _stage_plan(profile: RunProfile) -> list[str]:
@@ -30,21 +43,26 @@ def _stage_plan(profile: RunProfile) -> list[str]:
 
 @flow(name="recommender-pipeline")
 def recommender_pipeline(
-    profile: str = "demo",
-    overrides: list[str] | None = None,
+    profile: ProfileName = "demo",
+    overrides: Overrides | None = None,
     data_dir: str | None = None,
     artifacts_root: str = "artifacts",
 ) -> dict[str, Any]:
     """Run every stage of the recommender pipeline for one profile; return the run summary."""
     from flows.stage_runner import StageRunner
     from tasks.candidates import build_candidates
+    from tasks.case_studies import study_cases
     from tasks.collaborative import fit_collab
     from tasks.content import build_features
+    from tasks.edge_cases import run_edge_cases
     from tasks.evaluation import evaluate_models
     from tasks.ingest import ingest_data, source_fingerprint
+    from tasks.inventory import build_inventory
+    from tasks.regression import check_regression, find_baseline
+    from tasks.signoff import build_handoff
     from tasks.split import split_data
 
-    prof = load_profile(profile, overrides or [])
+    prof = load_profile(profile, overrides_as_list(overrides))
     root = Path(artifacts_root)
     run_dir = new_run_dir(root, prof.name)
     write_text(prof.to_toml(), run_dir, "profile.toml")
@@ -113,6 +131,20 @@ def recommender_pipeline(
             relevance_threshold=prof.split.relevance_threshold,
             seed=prof.run.seed,
         )
+        if prof.run.runner == "dask":  # batch parts on a Dask cluster; the stage below reuses them
+            from flows.dask_batches import run_dask_batches
+
+            run_dask_batches(
+                prof,
+                str(run_dir),
+                features=features,
+                collab=collaborative,
+                train=split.ref("train"),
+                test=split.ref("test"),
+                cohorts=split.ref("cohorts"),
+                movies=ingest.ref("movies"),
+                budget_seconds=min(prof.budgets.evaluation, runner._remaining()),
+            )
         evaluation = runner.run(
             evaluate_models,
             "evaluation",
@@ -129,14 +161,76 @@ def recommender_pipeline(
             split_cfg=prof.split,
             seed=prof.run.seed,
         )
-        outputs = {
-            "evaluation": evaluation,
+        regression = runner.run(
+            check_regression,
+            "regression",
+            prof.budgets.regression,
+            evaluation=evaluation,
+            baseline=find_baseline(root, prof.name, prof.nightly.compare_with, exclude=run_dir),
+            cfg=prof.nightly,
+        )
+        case_studies = runner.run(
+            study_cases,
+            "case_studies",
+            prof.budgets.case_studies,
+            evaluation=evaluation,
+            features=features,
+            collab=collaborative,
+            train=split.ref("train"),
+            test=split.ref("test"),
+            cohorts=split.ref("cohorts"),
+            movies=ingest.ref("movies"),
+            cfg=prof.case_studies,
+            candidates_cfg=prof.candidates,
+            split_cfg=prof.split,
+            seed=prof.run.seed,
+        )
+        edge_cases = runner.run(
+            run_edge_cases,
+            "edge_cases",
+            prof.budgets.edge_cases,
+            features=features,
+            collab=collaborative,
+            train=split.ref("train"),
+            test=split.ref("test"),
+            cohorts=split.ref("cohorts"),
+            movies=ingest.ref("movies"),
+            cfg=prof.edge_cases,
+            ingest_cfg=prof.ingest,
+            candidates_cfg=prof.candidates,
+            policy=prof.policy,
+            split_cfg=prof.split,
+            eval_cfg=prof.eval,
+            seed=prof.run.seed,
+        )
+        before_handoff = {
             "ingest": ingest,
             "split": split,
             "features": features,
             "collaborative": collaborative,
             "candidates": candidates,
+            "evaluation": evaluation,
+            "regression": regression,
+            "case_studies": case_studies,
+            "edge_cases": edge_cases,
         }
+        inventory = runner.run(
+            build_inventory,
+            "inventory",
+            prof.budgets.inventory,
+            stages=before_handoff,
+            sample_rows=prof.signoff.inventory_sample_rows,
+            seed=prof.run.seed,
+            profile_name=prof.name,
+        )
+        handoff = runner.run(
+            build_handoff,
+            "handoff",
+            prof.budgets.handoff,
+            stages={**before_handoff, "inventory": inventory},
+            profile=prof,
+        )
+        outputs = {**before_handoff, "inventory": inventory, "handoff": handoff}
     except BaseException as exc:
         write_json(
             {"status": "failed", "started": started, "error": f"{type(exc).__name__}: {exc}"},
@@ -146,9 +240,15 @@ def recommender_pipeline(
         runner.write_records()
         raise
     runner.write_records()
-    from flows.artifacts import publish_run_artifacts
+    from flows.artifacts import (
+        publish_decision_artifact,
+        publish_regression_artifact,
+        publish_run_artifacts,
+    )
 
     publish_run_artifacts(evaluation.facts, str(run_dir))
+    publish_regression_artifact(str(run_dir))
+    publish_decision_artifact(handoff.facts, str(run_dir))
     write_json(
         {
             "status": "complete",
@@ -169,6 +269,8 @@ def recommender_pipeline(
         "gates_passed": bool(evaluation.facts.get("gates_passed")),
         "failed_gates": list(evaluation.facts.get("failed_gates", [])),
         "headline": dict(evaluation.facts.get("headline", {})),
+        "decision": handoff.facts.get("decision"),
+        "decision_reasons": list(handoff.facts.get("reasons", [])),
     }
 
 

@@ -100,7 +100,12 @@ class StageRunner:
         configured = task.with_options(result_storage=self.results_dir)
         params = {**params, "run_dir": str(self.run_dir), "budget_seconds": budget}
         state = configured(**params, return_state=True)
-        output: StageOutput = state.result()  # raises the stage's own error
+        try:
+            output: StageOutput = state.result()  # raises the stage's own error
+        except StageTimeout as exc:
+            if remaining < budget_seconds:  # the flow budget, not the stage's, ran out: say so
+                raise StageTimeout("flow", self.flow_budget_seconds, time.monotonic() - self._start) from exc
+            raise
         cached = state.name == "Cached"
         if cached:
             adopted = {name: adopt_into_run(ref, self.run_dir) for name, ref in output.artifacts.items()}

@@ -61,6 +61,7 @@ and tuning tables are validated by ``expectations/metrics.json`` and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import inspect
@@ -141,6 +142,7 @@ __all__ = [
     "EvalSettings",
     "PartStore",
     "aggregate_results",
+    "checkpoint_batch",
     "evaluate_batches",
     "evaluate_models",
     "evaluation_core",
@@ -1557,38 +1559,26 @@ def _write_charts_and_reports(
     return artifacts
 
 
-def evaluation_core(
+def _batch_setup(
     run_dir: str,
     refs: Mapping[str, ArtifactRef],
     eval_cfg: EvalSection,
     candidates_cfg: CandidatesSection,
     policy: PolicySection,
     split_cfg: SplitSection,
-    seed: int,
     *,
     alpha_budget_seconds: float | None = None,
     parts_root: str | None = None,
     threads: int | None = None,
-    on_batch: BatchHook | None = None,
-    reports: bool = True,
-) -> dict[str, Any]:
-    """Pure core of the ``evaluation`` stage (module docstring); returns refs + facts.
-
-    ``refs``: the features and collaborative stages' artifacts plus ``train``, ``test``,
-    ``cohorts`` and ``movies``. ``parts_root``: the checkpoint folder (default
-    ``<run_dir>/../.eval-parts``). ``on_batch(batch)`` is called before a batch is computed (not
-    when it is read from a checkpoint); tests use it to interrupt a run. ``seed`` (the run seed)
-    is recorded; the bootstrap uses ``eval.seed``. ``reports=False`` skips figures and reports.
-    """
+) -> tuple[EvalSettings, EvalPlan, str, PartStore, Callable[[], RecommenderArrays]]:
+    """Settings, plan, checkpoint key, part store and model loader of one evaluation (shared by
+    :func:`evaluation_core` and :func:`checkpoint_batch`, so both use the same part files)."""
     from tasks.budget import report_progress
-    from tasks.validation import require_valid
 
-    started = time.perf_counter()
     run_path = Path(run_dir)
     settings = EvalSettings.from_profile(
         eval_cfg, candidates_cfg, policy, alpha_budget_seconds=alpha_budget_seconds, threads=threads
     )
-    report_progress(0.0, "planning the evaluation")
     plan = evaluation_plan(
         read_table(refs["user_index"], columns=[Col.USER])[Col.USER].to_numpy(),
         read_table(refs["item_index"], columns=[Col.ITEM])[Col.ITEM].to_numpy(),
@@ -1619,6 +1609,151 @@ def evaluation_core(
             relevance_threshold=split_cfg.relevance_threshold,
             m_seed_items=candidates_cfg.m_seed_items,
         )
+
+    return settings, plan, key, store, load
+
+
+@dataclass
+class _WorkerState:
+    """One evaluation's plan, part store and (once a batch is computed) loaded model arrays."""
+
+    settings: EvalSettings
+    plan: EvalPlan
+    key: str
+    store: PartStore
+    source: _SharedSource
+
+
+#: What a worker process keeps between batches, per set of inputs (only the newest is kept).
+_WORKER_STATE: dict[str, _WorkerState] = {}
+
+
+def checkpoint_batch(
+    run_dir: str,
+    refs: Mapping[str, ArtifactRef],
+    eval_cfg: EvalSection,
+    candidates_cfg: CandidatesSection,
+    policy: PolicySection,
+    split_cfg: SplitSection,
+    index: int | None,
+    *,
+    parts_root: str | None = None,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Compute batch ``index`` of the evaluation and write its part file, unless a valid part is
+    already there - for a remote worker (:mod:`flows.dask_batches`); the ``evaluation`` stage then
+    reuses the part exactly as if it had computed it (same key, same file, same columns).
+
+    ``index=None`` only plans: returns ``{"n_batches", "missing", "parts_folder"}``, the batches
+    whose part is missing. Otherwise returns ``{"batch", "computed", "users", "seconds"}``.
+    The plan and the model arrays are loaded once per process and set of inputs (a worker
+    computes many batches). The alpha grid's time budget counts the earlier batches' parts that
+    are already finished, so it is approximate when batches run in parallel.
+    """
+    signature = json.dumps(
+        [
+            str(Path(run_dir).resolve()),
+            {name: ref.cache_token() for name, ref in sorted(refs.items())},
+            [c.model_dump(mode="json") for c in (eval_cfg, candidates_cfg, policy, split_cfg)],
+            parts_root,
+            threads,
+        ],
+        sort_keys=True,
+    )
+    state = _WORKER_STATE.get(signature)
+    if state is None:
+        settings, plan, key, store, load = _batch_setup(
+            run_dir,
+            refs,
+            eval_cfg,
+            candidates_cfg,
+            policy,
+            split_cfg,
+            parts_root=parts_root,
+            threads=threads,
+        )
+        _WORKER_STATE.clear()
+        state = _WORKER_STATE[signature] = _WorkerState(
+            settings, plan, key, store, _SharedSource(load, plan, settings)
+        )
+    settings, plan, store = state.settings, state.plan, state.store
+
+    def part_ok(i: int) -> bool:
+        found = store.read(f"batch-{i:05d}.parquet")
+        return found is not None and np.array_equal(
+            found[0].column("user_idx").to_numpy(), plan.batch(i).astype(np.int32)
+        )
+
+    if index is None:
+        missing = [i for i in range(plan.n_batches) if not part_ok(i)]
+        return {"n_batches": plan.n_batches, "missing": missing, "parts_folder": str(store.folder)}
+    if not 0 <= index < plan.n_batches:
+        raise ValueError(f"batch {index} does not exist: the plan has {plan.n_batches} batches")
+    started = time.perf_counter()
+    users = plan.batch(index)
+    if part_ok(index):
+        return {"batch": index, "computed": False, "users": int(len(users)), "seconds": 0.0}
+    shared = state.source.get()
+    spent = np.zeros(len(settings.alphas))
+    for earlier in range(index):
+        path = store.path(f"batch-{earlier:05d}.parquet")
+        if path.exists():
+            with contextlib.suppress(OSError, pa.ArrowInvalid, json.JSONDecodeError):
+                meta = json.loads((pq.read_schema(path).metadata or {}).get(_META_KEY, b"{}"))
+                spent += np.asarray(meta.get("alpha_seconds", np.zeros(len(spent))), dtype=float)
+    with shared.lock:
+        shared.alpha_spent[:] = spent
+    table, meta = _compute_batch(shared, users)
+    meta["batch"] = index
+    store.write(f"batch-{index:05d}.parquet", table, meta)
+    return {
+        "batch": index,
+        "computed": True,
+        "users": int(len(users)),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def evaluation_core(
+    run_dir: str,
+    refs: Mapping[str, ArtifactRef],
+    eval_cfg: EvalSection,
+    candidates_cfg: CandidatesSection,
+    policy: PolicySection,
+    split_cfg: SplitSection,
+    seed: int,
+    *,
+    alpha_budget_seconds: float | None = None,
+    parts_root: str | None = None,
+    threads: int | None = None,
+    on_batch: BatchHook | None = None,
+    reports: bool = True,
+) -> dict[str, Any]:
+    """Pure core of the ``evaluation`` stage (module docstring); returns refs + facts.
+
+    ``refs``: the features and collaborative stages' artifacts plus ``train``, ``test``,
+    ``cohorts`` and ``movies``. ``parts_root``: the checkpoint folder (default
+    ``<run_dir>/../.eval-parts``). ``on_batch(batch)`` is called before a batch is computed (not
+    when it is read from a checkpoint); tests use it to interrupt a run. ``seed`` (the run seed)
+    is recorded; the bootstrap uses ``eval.seed``. ``reports=False`` skips figures and reports.
+    """
+    from tasks.budget import report_progress
+    from tasks.validation import require_valid
+
+    started = time.perf_counter()
+    run_path = Path(run_dir)
+    report_progress(0.0, "planning the evaluation")
+    settings, plan, key, store, load = _batch_setup(
+        run_dir,
+        refs,
+        eval_cfg,
+        candidates_cfg,
+        policy,
+        split_cfg,
+        alpha_budget_seconds=alpha_budget_seconds,
+        parts_root=parts_root,
+        threads=threads,
+    )
 
     results = evaluate_batches(
         load, plan, settings, store, on_batch=on_batch, progress=report_progress

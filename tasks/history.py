@@ -10,7 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FlowRunRow", "TaskRunRow", "format_flow_runs", "format_task_runs", "read_history"]
+__all__ = [
+    "FlowRunRow",
+    "TaskRunRow",
+    "format_flow_runs",
+    "format_task_runs",
+    "read_history",
+    "read_scheduled",
+]
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,7 @@ class TaskRunRow:
     state: str
     seconds: float
     cached: bool
+    flow_name: str = ""  # the (sub)flow run the task ran in
 
 
 def _seconds(run: Any) -> float:
@@ -39,10 +47,20 @@ def _seconds(run: Any) -> float:
     return 0.0
 
 
-def read_history(limit: int = 10, run_id: str | None = None) -> tuple[list[FlowRunRow], list[TaskRunRow]]:
-    """Recent flow runs (newest first) and, when ``run_id`` is given, that run's task runs."""
+def read_history(
+    limit: int = 10, run_id: str | None = None
+) -> tuple[list[FlowRunRow], list[TaskRunRow]]:
+    """Recent flow runs (newest first; scheduled runs that have not started are left out) and,
+    when ``run_id`` is given, that run's task runs and its subflow runs' task runs."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterParentFlowRunId,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
 
     with get_client(sync_client=True) as client:
@@ -53,7 +71,16 @@ def read_history(limit: int = 10, run_id: str | None = None) -> tuple[list[FlowR
                 limit=1,
             )
         else:
-            flow_runs = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=limit)
+            # runs that have started or ended; future scheduled runs: read_scheduled
+            flow_runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(
+                        type=FlowRunFilterStateType(not_any_=[StateType.SCHEDULED])
+                    )
+                ),
+                sort=FlowRunSort.START_TIME_DESC,
+                limit=limit,
+            )
         flow_names = {}
         rows = []
         for run in flow_runs:
@@ -72,15 +99,69 @@ def read_history(limit: int = 10, run_id: str | None = None) -> tuple[list[FlowR
             )
         tasks: list[TaskRunRow] = []
         if run_id and flow_runs:
+            # the run's own task runs and those of its subflow runs (nightly-reevaluation runs the
+            # pipeline as a subflow), found level by level through parent_flow_run_id
+            names = {str(flow_runs[0].id): flow_names[flow_runs[0].flow_id]}
+            level = [flow_runs[0].id]
+            while level and len(names) < 50:
+                children = client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(
+                        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=level)
+                    ),
+                    sort=FlowRunSort.START_TIME_DESC,
+                    limit=50,
+                )
+                for child in children:
+                    if child.flow_id not in flow_names:
+                        flow_names[child.flow_id] = client.read_flow(child.flow_id).name
+                    names[str(child.id)] = flow_names[child.flow_id]
+                level = [c.id for c in children]
             task_runs = client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])),
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(names))),
                 sort=TaskRunSort.EXPECTED_START_TIME_ASC,
-                limit=200,
+                limit=200,  # the API refuses more
             )
             for tr in task_runs:
                 state = tr.state.name if tr.state else "?"
-                tasks.append(TaskRunRow(name=tr.name, state=state, seconds=_seconds(tr), cached=state == "Cached"))
+                tasks.append(
+                    TaskRunRow(
+                        name=tr.name,
+                        state=state,
+                        seconds=_seconds(tr),
+                        cached=state == "Cached",
+                        flow_name=names.get(str(tr.flow_run_id), ""),
+                    )
+                )
     return rows, tasks
+
+
+def read_scheduled(limit: int = 3) -> list[tuple[str, str]]:
+    """The next scheduled flow runs: (expected start, flow name), soonest first."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+            ),
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+            limit=limit,
+        )
+        names: dict[Any, str] = {}
+        out = []
+        for run in runs:
+            if run.flow_id not in names:
+                names[run.flow_id] = client.read_flow(run.flow_id).name
+            when = run.expected_start_time
+            out.append((when.isoformat(timespec="minutes") if when else "-", names[run.flow_id]))
+    return out
 
 
 def _params_text(params: dict[str, Any], width: int = 60) -> str:
@@ -101,10 +182,13 @@ def format_flow_runs(rows: list[FlowRunRow]) -> str:
 
 
 def format_task_runs(rows: list[TaskRunRow]) -> str:
-    """Task runs of one flow run as an aligned text table."""
+    """Task runs of one flow run (and its subflow runs) as an aligned text table."""
     if not rows:
         return "no task runs recorded for this flow run (records can lag a few seconds)"
-    lines = [f"{'task run':<32} {'state':<10} {'seconds':>8}  cached"]
+    lines = [f"{'task run':<32} {'state':<10} {'seconds':>8}  {'cached':<6}  flow"]
     for r in rows:
-        lines.append(f"{r.name[:32]:<32} {r.state:<10} {r.seconds:8.1f}  {'yes' if r.cached else 'no'}")
+        cached = "yes" if r.cached else "no"
+        lines.append(
+            f"{r.name[:32]:<32} {r.state:<10} {r.seconds:8.1f}  {cached:<6}  {r.flow_name}"
+        )
     return "\n".join(lines)

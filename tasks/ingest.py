@@ -252,7 +252,14 @@ def _input_files(data_dir: Path, fmt: str) -> dict[str, Path]:
         "ml-10m": {"ratings": "ratings.dat", "movies": "movies.dat", "tags": "tags.dat"},
     }[fmt]
     roles["providers"] = "providers.csv"
-    return {role: data_dir / name for role, name in roles.items() if (data_dir / name).exists()}
+    files = {role: data_dir / name for role, name in roles.items() if (data_dir / name).exists()}
+    for path in files.values():
+        if not path.is_file():
+            raise InputDataError(
+                f"{path}: is a folder, not a file. Fix: put the {path.name} file itself there "
+                "(was an archive extracted one level too deep?)."
+            )
+    return files
 
 
 def source_fingerprint(data_dir: Path) -> str:
@@ -271,11 +278,36 @@ def source_fingerprint(data_dir: Path) -> str:
 # low-level readers with readable errors
 
 
+#: Leading bytes of files that are not text (a compressed or binary file under a .csv/.dat name).
+_BINARY_MAGIC = {
+    b"\x1f\x8b": ("gzip-compressed", "decompress it (gunzip)"),
+    b"PK\x03\x04": ("a zip archive", "extract it (unzip)"),
+    b"BZh": ("bzip2-compressed", "decompress it (bunzip2)"),
+    b"\xfd7zXZ\x00": ("xz-compressed", "decompress it (unxz)"),
+    b"\x28\xb5\x2f\xfd": ("zstd-compressed", "decompress it (unzstd)"),
+    b"PAR1": ("a parquet file", "export it as CSV text"),
+}
+
+
 def _require_nonempty(path: Path, expected: str) -> None:
+    """The file has bytes and is text (not a compressed or binary file under a text name)."""
     if path.stat().st_size == 0:
         raise InputDataError(
             f"{path}: the file is empty (0 bytes); expected {expected}. Fix: re-download or re-extract "
             "the dataset (the file was probably cut off while copying)."
+        )
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    for magic, (what, fix) in _BINARY_MAGIC.items():
+        if head.startswith(magic):
+            raise InputDataError(
+                f"{path}: the file is {what}, not text; expected {expected}. Fix: {fix} and give the "
+                f"plain-text file the name {path.name}."
+            )
+    if b"\x00" in head:
+        raise InputDataError(
+            f"{path}: the file is binary (it contains NUL bytes), not text; expected {expected}. "
+            "Fix: re-download or re-extract the dataset, or export the file as plain text."
         )
 
 
@@ -464,7 +496,13 @@ def _read_header(path: Path, delimiter: str, source: bytes | None = None) -> tup
         with open(path, "rb") as fh:
             first = fh.read(65536)
     line = first.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8-sig", "replace")
-    fields = next(csv.reader([line], delimiter=delimiter), [])
+    try:
+        fields = next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error as exc:
+        raise InputDataError(
+            f"{path}: the first line {line[:80]!r} is not a readable header ({exc}). Fix: the file must "
+            "be plain text with one header line; re-download or re-extract it."
+        ) from None
     return [f.strip() for f in fields], line
 
 
@@ -588,8 +626,9 @@ def _to_pandas(table: pa.Table, renames: Mapping[str, str]) -> pd.DataFrame:
 
 
 def canonical_ratings(df: pd.DataFrame) -> pd.DataFrame:
-    """The ratings columns in canonical order and dtypes (nullable dtypes kept when values are missing,
-    so validation reports them)."""
+    """The ratings columns in canonical order and dtypes (nullable dtypes kept when integer values are
+    missing, so validation reports them; a missing rating becomes NaN in float32, so only the
+    not-null expectation reports it, not a second, unactionable dtype failure)."""
     out = {}
     for col, dtype in (
         (Col.USER, "int32"),
@@ -598,7 +637,10 @@ def canonical_ratings(df: pd.DataFrame) -> pd.DataFrame:
         (Col.TIMESTAMP, "int64"),
     ):
         series = df[col]
-        if series.dtype != dtype and not series.hasnans:
+        if col == Col.RATING and series.dtype != dtype and series.hasnans:
+            values = series.to_numpy(np.float32, na_value=np.nan)
+            series = pd.Series(values, index=series.index, name=col, copy=False)
+        elif series.dtype != dtype and not series.hasnans:
             series = series.astype(dtype)
         out[col] = series
     return pd.DataFrame(out, index=pd.RangeIndex(len(df)), copy=False)

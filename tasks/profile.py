@@ -338,6 +338,7 @@ class BudgetsSection(_Section):
     collaborative: float = Field(600.0, gt=0)
     candidates: float = Field(900.0, gt=0)
     evaluation: float = Field(1800.0, gt=0)
+    regression: float = Field(300.0, gt=0)
     case_studies: float = Field(600.0, gt=0)
     edge_cases: float = Field(600.0, gt=0)
     handoff: float = Field(600.0, gt=0)

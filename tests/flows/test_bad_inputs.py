@@ -1,0 +1,311 @@
+"""The bad-input battery: broken data files, profiles and command lines, one `movierec` process each.
+
+Every case must end with exit code 2, one short message on stderr that names the problem (the file,
+the column or the setting) and the fix, no traceback, and the previous complete run untouched
+(same bytes in every file of it, same ``LATEST``). The data cases are variants of the real
+ml-latest-small files; the previous complete run is a hard-linked copy of the session's
+``ml_pipeline_run``. The subprocesses record to the session's Prefect test server
+(``prefect_api_env``), so a case that fails inside the flow costs a few seconds, not a server start.
+(tests/flows/test_cli.py has the in-process ingest cases: missing column, non-numeric and
+out-of-range ratings, duplicates, unknown movie, empty ratings file, invalid UTF-8.)
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+PROFILE = "ml-latest-small"
+
+
+# ---------------------------------------------------------------------------------------------
+# broken variants of the real files (each returns the --data-dir folder)
+def _copy_real(src: Path, dst: Path) -> Path:
+    dst.mkdir(parents=True)
+    for name in ("ratings.csv", "movies.csv"):
+        shutil.copyfile(src / name, dst / name)
+    return dst
+
+
+def _rewrite(path: Path, change: Callable[[bytes], bytes]) -> None:
+    path.write_bytes(change(path.read_bytes()))
+
+
+def _truncated(raw: bytes) -> bytes:
+    """Cut in the middle of a row (a copy that stopped early): the last row has 2 of 4 fields."""
+    cut = raw.index(b"\n", len(raw) // 2) + 1
+    return raw[:cut] + raw[cut : raw.index(b"\n", cut)].split(b",")[0] + b",31"
+
+
+def _semicolons(raw: bytes) -> bytes:
+    return raw.replace(b",", b";")
+
+
+def _header_only(raw: bytes) -> bytes:
+    return raw[: raw.index(b"\n") + 1]
+
+
+def _mixed_encoding(raw: bytes) -> bytes:
+    """UTF-8 file with a few lines saved as latin-1 (an editor that re-encoded part of it)."""
+    lines = raw.split(b"\n")
+    for i in (100, 2000, 5000):
+        text = lines[i].decode("utf-8")
+        lines[i] = text.replace("e", "\u00e9", 1).encode("latin-1")
+    return b"\n".join(lines)
+
+
+def _milliseconds(raw: bytes) -> bytes:
+    lines = raw.split(b"\n")
+    out = [lines[0]]
+    for line in lines[1:]:
+        if line.strip():
+            fields = line.split(b",")
+            fields[3] = fields[3].strip() + b"000"
+            line = b",".join(fields)
+        out.append(line)
+    return b"\n".join(out)
+
+
+def _duplicate_movie_id(raw: bytes) -> bytes:
+    lines = raw.rstrip(b"\n").split(b"\n")
+    dup = lines[5].split(b",", 1)[0] + b",Some Other Film (2001),Drama"
+    return b"\n".join([*lines, dup]) + b"\n"
+
+
+def _text_user_id(raw: bytes) -> bytes:
+    lines = raw.split(b"\n")
+    lines[500] = b"user42," + lines[500].split(b",", 1)[1]
+    return b"\n".join(lines)
+
+
+DATA_CASES: dict[str, tuple[str, Callable[[bytes], bytes] | str | None]] = {
+    # case: (file to break, how) - None deletes the file, "folder" puts a folder in its place
+    "truncated_csv": ("ratings.csv", _truncated),
+    "wrong_delimiter": ("ratings.csv", _semicolons),
+    "header_only": ("ratings.csv", _header_only),
+    "mixed_encodings": ("movies.csv", _mixed_encoding),
+    "zero_byte_movies": ("movies.csv", lambda raw: b""),
+    "timestamps_in_milliseconds": ("ratings.csv", _milliseconds),
+    "duplicate_movie_id": ("movies.csv", _duplicate_movie_id),
+    "text_in_user_id": ("ratings.csv", _text_user_id),
+    "gzip_named_csv": ("ratings.csv", gzip.compress),
+    "movies_file_missing": ("movies.csv", None),
+    "ratings_csv_is_a_folder": ("ratings.csv", "folder"),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    args: list[str]  # after `movierec`
+    mentions: tuple[str, ...]  # every one must appear in the message (problem and fix)
+    env: dict[str, str] | None = None
+    code: int = 2
+
+
+def _data_case(name: str, real: Path, tmp: Path, root: Path) -> Case:
+    file, change = DATA_CASES[name]
+    folder = _copy_real(real, tmp / name)
+    if change is None or change == "folder":
+        (folder / file).unlink()
+        if change == "folder":
+            (folder / file).mkdir()
+    else:
+        _rewrite(folder / file, change)
+    mentions = {
+        "truncated_csv": ("ratings.csv", "line"),
+        "wrong_delimiter": ("ratings.csv", "comma"),
+        "header_only": ("ratings.csv", "0 rows"),
+        "mixed_encodings": ("movies.csv", "UTF-8"),
+        "zero_byte_movies": ("movies.csv", "empty"),
+        "timestamps_in_milliseconds": ("timestamp", "milliseconds"),
+        "duplicate_movie_id": ("movie_id", "drop or merge"),
+        "text_in_user_id": ("ratings.csv", "userId"),
+        "gzip_named_csv": ("ratings.csv", "compressed"),
+        "movies_file_missing": ("movies.csv", "Fix"),
+        "ratings_csv_is_a_folder": ("ratings.csv", "not a file"),
+    }[name]
+    return Case(
+        ["run", "--profile", PROFILE, "--data-dir", str(folder), "--artifacts", str(root)], mentions
+    )
+
+
+def _other_case(name: str, real: Path, tmp: Path, root: Path, run_dir: Path) -> Case:
+    run = ["run", "--profile", PROFILE, "--data-dir", str(real), "--artifacts", str(root)]
+    if name == "profile_unknown_key":
+        return Case([*run, "--set", "eval.batchsize=100"], ("eval.batchsize", "spelling"))
+    if name == "profile_wrong_type":
+        return Case(
+            [*run, "--set", "eval.batch_size=lots"],
+            ("eval.batch_size", "integer", "--set eval.batch_size=VALUE"),
+        )
+    if name == "profile_alpha_above_1":
+        return Case(
+            [*run, "--set", "policy.alpha_cold=1.5"],
+            ("policy.alpha_cold", "less than or equal to 1", "Fix"),
+        )
+    if name == "profile_k_zero":
+        return Case([*run, "--set", "eval.k_values=[0]"], ("eval.k_values", ">= 1", "Fix"))
+    if name == "profile_file_bad_toml":
+        bad = tmp / "broken.toml"
+        bad.write_text('extends = "ml-latest-small"\n[eval]\nbatch_size = = 3\n')
+        return Case(
+            ["run", "--profile", str(bad), "--data-dir", str(real), "--artifacts", str(root)],
+            ("broken.toml", "syntax"),
+        )
+    if name == "profile_file_unknown_section_key":
+        bad = tmp / "typo.toml"
+        bad.write_text('extends = "ml-latest-small"\n[evall]\nbatch_size = 3\n')
+        return Case(
+            ["run", "--profile", str(bad), "--data-dir", str(real), "--artifacts", str(root)],
+            ("typo.toml", "evall"),
+        )
+    if name == "env_override_not_a_number":
+        return Case(run, ("POLICY_ALPHA_HEAVY", "number"), env={"POLICY_ALPHA_HEAVY": "high"})
+    if name == "set_without_equals":
+        return Case([*run, "--set", "eval.batch_size"], ("eval.batch_size", "section.key=value"))
+    if name == "unknown_user":
+        return Case(
+            ["recommend", "--user", "987654321", "--run", str(run_dir)], ("987654321", "--genre")
+        )
+    if name == "missing_data_dir":
+        return Case(
+            [
+                "run",
+                "--profile",
+                PROFILE,
+                "--data-dir",
+                str(tmp / "nowhere"),
+                "--artifacts",
+                str(root),
+            ],
+            ("nowhere", "--data-dir"),
+        )
+    if name == "data_dir_is_a_file":
+        return Case(
+            [
+                "run",
+                "--profile",
+                PROFILE,
+                "--data-dir",
+                str(real / "ratings.csv"),
+                "--artifacts",
+                str(root),
+            ],
+            ("ratings.csv", "not a folder"),
+        )
+    if name == "unwritable_artifacts_dir":
+        blocker = tmp / "a-file"
+        blocker.write_text("not a folder")
+        return Case(
+            [
+                "run",
+                "--profile",
+                PROFILE,
+                "--data-dir",
+                str(real),
+                "--artifacts",
+                str(blocker / "art"),
+            ],
+            ("a-file", "--artifacts"),
+        )
+    if name == "unknown_profile":
+        return Case(
+            ["run", "--profile", "ml-latest-smal", "--artifacts", str(root)],
+            ("ml-latest-smal", "Available"),
+        )
+    raise KeyError(name)
+
+
+OTHER_CASES = [
+    "profile_unknown_key",
+    "profile_wrong_type",
+    "profile_alpha_above_1",
+    "profile_k_zero",
+    "profile_file_bad_toml",
+    "profile_file_unknown_section_key",
+    "env_override_not_a_number",
+    "set_without_equals",
+    "unknown_user",
+    "missing_data_dir",
+    "data_dir_is_a_file",
+    "unwritable_artifacts_dir",
+    "unknown_profile",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+def _snapshot(root: Path) -> dict[str, str]:
+    """sha256 of every file under the profile folder that belongs to a complete run, plus LATEST."""
+    folder = root / PROFILE
+    out = {"LATEST": (folder / "LATEST").read_text()}
+    run_dir = folder / out["LATEST"].strip()
+    for path in sorted(run_dir.rglob("*")):
+        if path.is_file():
+            out[str(path.relative_to(folder))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="module")
+def previous_run(ml_pipeline_run, tmp_path_factory) -> tuple[Path, Path]:
+    """A hard-linked copy of the session's complete ml-latest-small run: (artifacts root, run dir)."""
+    src = Path(ml_pipeline_run["artifacts_root"])
+    root = tmp_path_factory.mktemp("battery") / "artifacts"
+    shutil.copytree(src, root, symlinks=True, copy_function=os.link)
+    run_dir = root / PROFILE / Path(ml_pipeline_run["run_dir"]).name
+    assert (root / PROFILE / "LATEST").read_text().strip() == run_dir.name
+    return root, run_dir
+
+
+def _movierec(case: Case, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *case.args],
+        capture_output=True,
+        text=True,
+        env={**env, **(case.env or {})},
+        cwd=REPO,
+        timeout=180,
+    )
+
+
+def _check(case: Case, result: subprocess.CompletedProcess) -> str:
+    out = result.stdout + result.stderr
+    assert result.returncode == case.code, out
+    assert "Traceback" not in out, out
+    assert "error:" in result.stderr, out
+    message = result.stderr[result.stderr.index("error:") :].strip()
+    assert len(message.splitlines()) <= 6, message  # one message, not a dump
+    for word in case.mentions:
+        assert word.lower() in message.lower(), f"{word!r} not in: {message}"
+    return message
+
+
+@pytest.mark.parametrize("name", sorted(DATA_CASES))
+def test_broken_data_file(name, ml_small_dir, previous_run, prefect_api_env, tmp_path):
+    root, _ = previous_run
+    before = _snapshot(root)
+    case = _data_case(name, ml_small_dir, tmp_path, root)
+    message = _check(case, _movierec(case, prefect_api_env))
+    print(f"{name}: {message}")
+    assert _snapshot(root) == before
+
+
+@pytest.mark.parametrize("name", OTHER_CASES)
+def test_bad_profile_or_command_line(name, ml_small_dir, previous_run, prefect_api_env, tmp_path):
+    root, run_dir = previous_run
+    before = _snapshot(root)
+    case = _other_case(name, ml_small_dir, tmp_path, root, run_dir)
+    message = _check(case, _movierec(case, prefect_api_env))
+    print(f"{name}: {message}")
+    assert _snapshot(root) == before

@@ -1,0 +1,97 @@
+"""runner = "dask": the evaluation batches run on a Dask cluster and give the default runner's metrics.
+
+One artifacts root for the module: a default (thread) run first, then Dask runs that change only
+``eval.alpha_budget_seconds`` (never reached on ci, but part of the batch checkpoint key and the
+evaluation cache key), so the upstream stages come from cache and every batch is computed again -
+by the Dask workers this time.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flows.pipeline import recommender_pipeline
+
+pytestmark = pytest.mark.slow
+
+SMALL_BATCHES = ["eval.batch_size=400"]  # ci: 1,919 evaluated users -> 5 batches
+
+
+def _evaluation_facts(run_dir: str) -> dict:
+    status = json.loads((Path(run_dir) / "logs" / "run_status.json").read_text())
+    return status["facts"]["evaluation"]
+
+
+def _metrics(run_dir: str) -> pd.DataFrame:
+    return pd.read_parquet(Path(run_dir) / "eval" / "metrics.parquet")
+
+
+def _stage(run_dir: str, name: str) -> dict:
+    stages = json.loads((Path(run_dir) / "logs" / "stages.json").read_text())["stages"]
+    return next(s for s in stages if s["stage"] == name)
+
+
+@pytest.fixture(scope="module")
+def thread_run(prefect_harness, tmp_path_factory):
+    root = tmp_path_factory.mktemp("dask-artifacts")
+    summary = recommender_pipeline(profile="ci", overrides=SMALL_BATCHES, artifacts_root=str(root))
+    facts = _evaluation_facts(summary["run_dir"])
+    assert facts["batches"] >= 4 and facts["batches_computed"] == facts["batches"]
+    return root, summary
+
+
+def _assert_all_batches_came_from_dask(run_dir: str) -> None:
+    facts = _evaluation_facts(run_dir)
+    assert _stage(run_dir, "evaluation")["cached"] is False
+    # the evaluation stage computed nothing itself: every part was written by a Dask worker
+    assert facts["batches_reused"] == facts["batches"] >= 4, facts
+    assert facts["batches_computed"] == 0
+
+
+def test_local_dask_cluster_gives_the_thread_runners_metrics(thread_run):
+    root, baseline = thread_run
+    summary = recommender_pipeline(
+        profile="ci",
+        overrides=[
+            *SMALL_BATCHES,
+            "eval.alpha_budget_seconds=121",
+            "run.runner=dask",
+            "run.dask_workers=2",
+        ],
+        artifacts_root=str(root),
+    )
+    _assert_all_batches_came_from_dask(summary["run_dir"])
+    assert _stage(summary["run_dir"], "candidates")["cached"] is True
+    pd.testing.assert_frame_equal(_metrics(summary["run_dir"]), _metrics(baseline["run_dir"]))
+    assert summary["headline"] == baseline["headline"]
+
+
+def test_an_existing_cluster_given_by_address(thread_run):
+    from distributed import Client, LocalCluster
+
+    root, baseline = thread_run
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        summary = recommender_pipeline(
+            profile="ci",
+            overrides=[
+                *SMALL_BATCHES,
+                "eval.alpha_budget_seconds=122",
+                "run.runner=dask",
+                f'run.runner_address="{cluster.scheduler_address}"',
+            ],
+            artifacts_root=str(root),
+        )
+        with Client(cluster) as client:
+            # the workers of *this* cluster did the work (each keeps the loaded model per process)
+            loaded = client.run(
+                lambda: len(__import__("tasks.evaluation").evaluation._WORKER_STATE)
+            )
+    assert sum(loaded.values()) >= 1, loaded
+    _assert_all_batches_came_from_dask(summary["run_dir"])
+    pd.testing.assert_frame_equal(_metrics(summary["run_dir"]), _metrics(baseline["run_dir"]))

@@ -1,0 +1,340 @@
+"""Reliability of `movierec run` as a process: SIGKILL and resume, time budgets, two runs at once,
+and no environment values in a run directory.
+
+One artifacts root for the module. ``reference`` is an uninterrupted run with a heavier evaluation
+(batches of 100 users, an 11-point alpha grid: about 20 batches) so a run can be caught in the
+middle of it. Later runs change ``eval.alpha_budget_seconds`` (never reached on ci; part of the
+batch checkpoint key and the evaluation's cache key), which makes the evaluation compute again
+with the same numbers while the upstream stages come from cache. The `movierec` subprocesses
+record to the session's Prefect test server (``prefect_api_env``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from flows.pipeline import recommender_pipeline
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+HEAVY_EVAL = [
+    "eval.batch_size=100",
+    "eval.alpha_grid=[0.0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0]",
+]
+UPSTREAM = ("ingest", "split", "features", "collaborative", "candidates")
+TEMPORARY = re.compile(r"^\..+\.tmp-\d+-[0-9a-f]+$")  # tasks.io.atomic_path's temporary names
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+class Movierec:
+    """`movierec run` in its own process group, stderr lines collected with their arrival time."""
+
+    def __init__(self, root: Path, overrides: list[str], env: dict[str, str]):
+        args = [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "run",
+            "--profile",
+            "ci",
+            "--artifacts",
+            str(root),
+        ]
+        for item in overrides:
+            args += ["--set", item]
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=REPO,
+            start_new_session=True,  # its own process group: the stage child is in it too
+        )
+        self.lines: list[tuple[float, str]] = []
+        self.stdout = ""
+        self._readers = [
+            threading.Thread(target=self._read_err, daemon=True),
+            threading.Thread(target=self._read_out, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read_err(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append((time.monotonic(), line.rstrip("\n")))
+
+    def _read_out(self) -> None:
+        self.stdout = self.proc.stdout.read()
+
+    def wait(self, timeout: float = 180) -> int:
+        code = self.proc.wait(timeout)
+        for reader in self._readers:
+            reader.join(10)
+        return code
+
+    @property
+    def stderr(self) -> str:
+        return "\n".join(line for _, line in self.lines)
+
+    def first(self, pattern: str) -> float:
+        for at, line in self.lines:
+            if re.search(pattern, line):
+                return at
+        raise AssertionError(f"no line matching {pattern!r} in:\n{self.stderr}")
+
+    def run_dir(self) -> Path:
+        found = re.search(r"run directory: (\S+)", self.stdout)
+        assert found, self.stdout + self.stderr
+        return Path(found.group(1))
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group, from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def _facts(run_dir: Path, stage: str = "evaluation") -> dict:
+    return json.loads((run_dir / "logs" / "run_status.json").read_text())["facts"][stage]
+
+
+def _stages(run_dir: Path) -> dict[str, dict]:
+    payload = json.loads((run_dir / "logs" / "stages.json").read_text())
+    return {s["stage"]: s for s in payload["stages"]}
+
+
+def _metrics(run_dir: Path) -> pd.DataFrame:
+    return pd.read_parquet(run_dir / "eval" / "metrics.parquet")
+
+
+def _latest(root: Path) -> str | None:
+    path = root / "ci" / "LATEST"
+    return path.read_text().strip() if path.exists() else None
+
+
+def _run_dirs(root: Path) -> set[Path]:
+    return {p for p in (root / "ci").iterdir() if p.is_dir() and not p.name.startswith(".")}
+
+
+def _part_files(root: Path) -> set[Path]:
+    return set((root / "ci" / ".eval-parts").glob("*/batch-*.parquet"))
+
+
+def _assert_complete_files(folder: Path) -> list[str]:
+    """Every file under a final name reads completely; returns the temporaries found (if any)."""
+    temporaries = []
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        if TEMPORARY.match(path.name):
+            temporaries.append(str(path.relative_to(folder)))
+            continue
+        suffix = path.suffix
+        if suffix == ".parquet":
+            pq.read_table(path)
+        elif suffix == ".json":
+            json.loads(path.read_text())
+        elif suffix == ".npy":
+            np.load(path, allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(path) as data:
+                [data[k] for k in data.files]
+        elif suffix == ".toml":
+            tomllib.loads(path.read_text())
+        elif suffix == ".png":
+            raw = path.read_bytes()
+            assert raw.startswith(b"\x89PNG") and raw.endswith(b"IEND\xaeB`\x82"), path
+        else:
+            assert path.stat().st_size > 0 and path.read_text(encoding="utf-8"), path
+    return temporaries
+
+
+def _assert_status_complete(run_dir: Path) -> None:
+    status = json.loads((run_dir / "logs" / "run_status.json").read_text())
+    assert status["status"] == "complete", status
+
+
+@pytest.fixture(scope="module")
+def reference(prefect_harness, tmp_path_factory) -> tuple[Path, Path]:
+    """(artifacts root, run dir) of an uninterrupted run with the heavy evaluation."""
+    root = tmp_path_factory.mktemp("reliability")
+    summary = recommender_pipeline(
+        profile="ci",
+        overrides=[*HEAVY_EVAL, "eval.alpha_budget_seconds=1000"],
+        artifacts_root=str(root),
+    )
+    run_dir = Path(summary["run_dir"])
+    assert _facts(run_dir)["batches"] >= 15
+    return root, run_dir
+
+
+# ---------------------------------------------------------------------------------------------
+def test_sigkill_in_the_middle_of_evaluation_then_resume(reference, prefect_api_env):
+    root, reference_run = reference
+    latest_before, runs_before, parts_before = _latest(root), _run_dirs(root), _part_files(root)
+    assert latest_before == reference_run.name
+
+    run = Movierec(root, HEAVY_EVAL, prefect_api_env)  # default alpha budget: a new checkpoint key
+    deadline = time.monotonic() + 120
+    while len(_part_files(root) - parts_before) < 3:
+        assert _latest(root) == latest_before, "LATEST moved while the run was incomplete"
+        assert run.proc.poll() is None, f"the run ended before it could be killed:\n{run.stderr}"
+        assert time.monotonic() < deadline, run.stderr
+        time.sleep(0.02)
+    os.kill(run.proc.pid, signal.SIGKILL)  # the CLI process only: its stage child must follow
+    run.wait()
+    assert run.proc.returncode == -signal.SIGKILL
+    gone_by = time.monotonic() + 3
+    while _group_members(run.proc.pid) and time.monotonic() < gone_by:
+        time.sleep(0.05)
+    orphans = _group_members(run.proc.pid)
+    if orphans:
+        os.killpg(run.proc.pid, signal.SIGKILL)
+    assert not orphans, "the stage child outlived the killed run"
+    parts_at_kill = _part_files(root) - parts_before
+    time.sleep(1.0)
+    assert _part_files(root) - parts_before == parts_at_kill, (
+        "something kept writing after the kill"
+    )
+
+    (killed,) = _run_dirs(root) - runs_before
+    assert _latest(root) == latest_before
+    assert not (killed / "logs" / "run_status.json").exists()  # never marked complete (nor failed)
+    assert not (killed / "eval" / "metrics.parquet").exists()  # killed during the batches
+    leftovers = _assert_complete_files(killed) + _assert_complete_files(root / "ci" / ".eval-parts")
+    assert all(TEMPORARY.match(Path(p).name) for p in leftovers)
+
+    resumed = Movierec(root, HEAVY_EVAL, prefect_api_env)
+    assert resumed.wait() in (0, 1), resumed.stderr  # 1: complete, a gate failed (ci data)
+    run_dir = resumed.run_dir()
+    _assert_status_complete(run_dir)
+    assert _latest(root) == run_dir.name
+    facts = _facts(run_dir)
+    assert facts["batches_reused"] >= len(parts_at_kill), facts
+    assert facts["batches_computed"] + facts["batches_reused"] == facts["batches"]
+    assert all(_stages(run_dir)[s]["cached"] for s in UPSTREAM)
+    pd.testing.assert_frame_equal(_metrics(run_dir), _metrics(reference_run))
+
+
+def test_a_tiny_stage_budget_stops_the_stage_and_a_sane_one_resumes(reference, prefect_api_env):
+    root, reference_run = reference
+    latest_before = _latest(root)
+    settings = [*HEAVY_EVAL, "eval.alpha_budget_seconds=1001"]  # evaluation must compute (~7 s)
+    budget = 3.0
+    run = Movierec(root, [*settings, f"budgets.evaluation={budget}"], prefect_api_env)
+    assert run.wait() == 2, run.stderr
+    assert "Traceback" not in run.stderr
+    message = run.stderr[run.stderr.index("error:") :]
+    assert "stage 'evaluation'" in message and f"budget of {budget:g} s" in message, message
+    assert "--set budgets.evaluation=" in message, message
+    stopped_after = float(re.search(r"stopped after ([\d.]+) s", message).group(1))
+    assert budget <= stopped_after < 2 * budget, message
+    # measured outside: from the stage's start line to the error line
+    elapsed = run.first(r"^error:") - run.first(r"\] evaluation\s+running")
+    assert elapsed < 2 * budget, f"{elapsed:.1f} s"
+    assert _latest(root) == latest_before
+
+    sane = Movierec(root, settings, prefect_api_env)
+    assert sane.wait() in (0, 1), sane.stderr
+    run_dir = sane.run_dir()
+    _assert_status_complete(run_dir)
+    assert all(_stages(run_dir)[s]["cached"] for s in UPSTREAM)
+    assert _facts(run_dir)["batches_reused"] >= 1  # the parts finished before the budget ran out
+    pd.testing.assert_frame_equal(_metrics(run_dir), _metrics(reference_run))
+
+
+def test_the_flow_budget_stops_the_whole_run(reference, prefect_api_env):
+    root, _ = reference
+    latest_before, runs_before = _latest(root), _run_dirs(root)
+    flow_budget = 4.0
+    run = Movierec(
+        root,
+        [*HEAVY_EVAL, "eval.alpha_budget_seconds=1002", f"budgets.flow={flow_budget}"],
+        prefect_api_env,
+    )
+    assert run.wait() == 2, run.stderr
+    message = run.stderr[run.stderr.index("error:") :]
+    assert "budget" in message and "Traceback" not in run.stderr, message
+    elapsed = run.first(r"^error:") - run.first(r"\[1/\d+\] ingest\s+running")
+    assert elapsed < 2 * flow_budget, f"{elapsed:.1f} s"
+    assert _latest(root) == latest_before
+    (failed,) = _run_dirs(root) - runs_before
+    status = json.loads((failed / "logs" / "run_status.json").read_text())
+    assert status["status"] == "failed" and "budget" in status["error"], status
+
+
+def test_two_runs_at_once_on_one_artifacts_root(reference, prefect_api_env):
+    root, reference_run = reference
+    runs_before = _run_dirs(root)
+    settings = [*HEAVY_EVAL, "eval.alpha_budget_seconds=1000"]  # the reference's: warm cache
+    first, second = (
+        Movierec(root, settings, prefect_api_env),
+        Movierec(root, settings, prefect_api_env),
+    )
+    assert first.wait() in (0, 1), first.stderr
+    assert second.wait() in (0, 1), second.stderr
+    a, b = first.run_dir(), second.run_dir()
+    assert a != b and {a, b} <= _run_dirs(root) - runs_before
+    for run_dir in (a, b):
+        _assert_status_complete(run_dir)
+        assert _assert_complete_files(run_dir) == []
+        pd.testing.assert_frame_equal(_metrics(run_dir), _metrics(reference_run))
+    assert _latest(root) in (a.name, b.name)
+    _assert_status_complete(root / "ci" / _latest(root))
+
+
+def test_no_environment_value_lands_in_a_run_directory(reference, prefect_api_env):
+    root, _ = reference
+    canary = f"canary-{secrets.token_hex(16)}"
+    env = {**prefect_api_env, "MOVIEREC_TEST_SECRET": canary, "AWS_SECRET_ACCESS_KEY": canary[::-1]}
+    started = time.time()
+    run = Movierec(root, ["eval.alpha_budget_seconds=1003"], env)  # recomputes the evaluation
+    assert run.wait() in (0, 1), run.stderr
+    run_dir = run.run_dir()
+    results = [
+        p
+        for p in (root / ".prefect-results").rglob("*")
+        if p.is_file() and p.stat().st_mtime >= started
+    ]
+    assert results  # the persisted task results of this run are scanned too
+    # values that name no secret appear naturally (paths under the working directory, "1", "false")
+    secret_like = {
+        k: v for k, v in env.items() if len(v) >= 12 and "/" not in v and not v.startswith("http")
+    }
+    env_names = [k for k in env if len(k) >= 4]
+    for path in [*run_dir.rglob("*"), *(root / "ci" / ".eval-parts").rglob("*"), *results]:
+        if not path.is_file():
+            continue
+        raw = path.read_bytes()
+        assert canary.encode() not in raw and canary[::-1].encode() not in raw, path
+        leaked = [k for k, v in secret_like.items() if v.encode() in raw]
+        assert not leaked, f"{path} holds the values of {leaked}"
+        dumped = [k for k in env_names if f"{k}=".encode() in raw or f'"{k}":'.encode() in raw]
+        assert len(dumped) < 3, f"{path} looks like an environment dump: {dumped[:10]}"

@@ -1,0 +1,92 @@
+"""The Prefect UI in a real (headless) Chromium: the flow run page of a run triggered through the
+served deployment renders that run - its name, flow, deployment, state and task runs - and a
+screenshot of it is taken.
+
+Chromium comes from the Debian packages ``chromium`` and ``chromium-driver`` (``.ci/run`` installs
+them when missing); this test installs nothing and skips only when ``chromium`` is not on PATH.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=20000",
+    "--window-size=1400,1000",
+]
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip(
+            "chromium is not on PATH: install the Debian packages chromium and chromium-driver "
+            "(.ci/run does it: apt-get install -y chromium chromium-driver)"
+        )
+    return path
+
+
+def _browse(chromium: str, tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    profile = tmp / f"chromium-profile-{len(list(tmp.iterdir()))}"
+    return subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        timeout=90,
+    )
+
+
+def _page_text(dom: str) -> str:
+    text = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", dom, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text))
+
+
+def test_flow_run_page_shows_the_run(prefect_server, deployment_runs, tmp_path: Path):
+    chromium = _chromium()
+    run = deployment_runs["first"]
+    page = f"{prefect_server.url}/runs/flow-run/{run['id']}"
+
+    dumped = _browse(chromium, tmp_path, "--dump-dom", page)
+    assert dumped.returncode == 0, dumped.stderr.decode(errors="replace")[-2000:]
+    text = _page_text(dumped.stdout.decode(errors="replace"))
+    assert "Can't connect to Server API" not in text
+    # the run's own page: its generated name, flow, deployment, final state and task-run count
+    assert run["name"] in text, text[:2000]
+    assert "recommender-pipeline" in text
+    assert "Completed" in text
+    n_tasks = len(
+        prefect_server.api(
+            "post",
+            "/task_runs/filter",
+            {
+                "flow_runs": {"id": {"any_": [run["id"]]}},
+                "limit": 200,
+                "sort": "EXPECTED_START_TIME_ASC",
+            },
+        )
+    )
+    assert n_tasks >= 6 and f"{n_tasks} Task runs" in text
+
+    shot = tmp_path / "flow-run.png"
+    taken = _browse(chromium, tmp_path, f"--screenshot={shot}", page)
+    assert taken.returncode == 0, taken.stderr.decode(errors="replace")[-2000:]
+    import matplotlib.image as mpimg
+
+    pixels = mpimg.imread(shot)
+    assert pixels.shape[:2] == (1000, 1400)
+    # a rendered page, not a blank canvas: many distinct colours
+    assert len({tuple(p) for p in pixels[::20, ::20].reshape(-1, pixels.shape[2])}) > 20
