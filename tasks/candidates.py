@@ -27,7 +27,14 @@ Per user u (item_idx = position in the movies sorted by movie_id):
    neighbour-rank order, deduplicated, allowed and unseen only; capped at ``c_max`` (all CF seeds
    first). CF seeds are an exact top-k: a threshold from a strided column sample selects a superset
    (``S_ui >= t_u``), which is cut to k with an exact tie-break (score desc, then movie id asc); rows
-   where the sample misses fall back to an exact full-row selection.
+   where the sample misses fall back to an exact full-row selection. A user without a liked item
+   (every rating below the relevance threshold) has no seed items and so no content expansion.
+   Short pools are completed: when a pool holds fewer than ``min(e_L(u), max(n_cf_seed,
+   min_results), c_max)`` items (e.g. a user who has seen all but a few movies, whose unseen ones
+   have no factors and are no seed's neighbours), the missing allowed unseen items are added -
+   by first-pass content score for users with factors, by popularity for users without - so such
+   a user gets every unseen item, or a full list when enough exist (:func:`_fill_short_pools`;
+   only those rows pay).
 3. **Scores** (:mod:`tasks.hybrid`): collab = min-max of CF over the pool; content =
    ``(1 + p_u . e_i) / 2``; ``blend = alpha_u content + (1 - alpha_u) collab`` (content only without
    factors); boosts (:func:`boost_scores`)::
@@ -501,11 +508,13 @@ def best_recent_items(
 ) -> np.ndarray:
     """Each user's ``m`` best recent liked items: rating desc, then newest, then item asc (-1 pad).
 
-    Liked = rating >= threshold; a user with no liked item uses all rated items.
+    Liked = rating >= threshold. A user with no liked item gets no seed item (like the zero taste
+    profile of :func:`tasks.content.user_taste_profiles`): the neighbours of disliked movies are
+    not candidates for that reason; CF / popularity seeds serve the user.
 
     >>> best_recent_items(np.array([0, 0, 0, 1]), np.array([5, 6, 7, 2]), np.array([5.0, 5.0, 3.0, 2.0]),
     ...                   np.array([10, 20, 30, 5]), 3, 2).tolist()
-    [[6, 5], [2, -1], [-1, -1]]
+    [[6, 5], [-1, -1], [-1, -1]]
     """
     u = np.asarray(user_idx, dtype=np.int64)
     i = np.asarray(item_idx, dtype=np.int64)
@@ -515,9 +524,7 @@ def best_recent_items(
     if len(u) == 0 or m == 0:
         return out
     liked = r >= relevance_threshold
-    has_liked = np.bincount(u[liked], minlength=n_users) > 0
-    use = liked | ~has_liked[u]
-    u, i, r, t = u[use], i[use], r[use], t[use]
+    u, i, r, t = u[liked], i[liked], r[liked], t[liked]
     order = np.lexsort((i, -t, -r, u))
     u, i = u[order], i[order]
     starts = np.searchsorted(u, np.arange(n_users))
@@ -794,6 +801,7 @@ class _Context:
     """Per-call settings shared by every sub-batch (filters, cold seeds, derived sizes)."""
 
     allowed: np.ndarray  # bool (3, n_items)
+    allowed_counts: np.ndarray  # int64 (3,): allowed items per level
     disallowed_cols: list[np.ndarray]  # per level: item columns to exclude
     nofactor_cols: np.ndarray
     cold_seeds: np.ndarray  # int64 (3, L) popularity order of allowed items per level
@@ -828,6 +836,7 @@ def _context(
         cold[level, : len(top)] = np.where(ok, top, -1)
     return _Context(
         allowed=allowed,
+        allowed_counts=allowed.sum(axis=1).astype(np.int64),
         disallowed_cols=[np.flatnonzero(~allowed[level]) for level in range(3)],
         nofactor_cols=np.flatnonzero(~arrays.item_has_factors),
         cold_seeds=cold,
@@ -966,7 +975,70 @@ def _generate(
     out_idx[rr, slot] = cand[rr, cc]
     out_src[rr, slot] = src[rr, cc]
     out_cf[rr, slot] = np.where(arrays.item_has_factors[cand[rr, cc]], cand_val[rr, cc], 0.0)
+    # 5. short pools: a user with fewer allowed unseen items than a pool needs gets all of them
+    sizes = keep.sum(axis=1)
+    need = min(cfg.c_max, max(cfg.n_cf_seed, ctx.min_results))
+    seen_allowed = np.bincount(rows, weights=ctx.allowed[steps[rows], items], minlength=b).astype(
+        np.int64
+    )
+    target = np.minimum(ctx.allowed_counts[steps] - seen_allowed, need)
+    short = np.flatnonzero(sizes < target)
+    if len(short):  # rare (users who have seen almost everything allowed): only they pay
+        pool = (out_idx, out_src, out_cf)
+        _fill_short_pools(arrays, users, steps, (rows, items), ctx, short, sizes, target, pool)
     return CandidatePool(item_idx=out_idx, source=out_src, cf_raw=out_cf, steps=steps)
+
+
+def _fill_short_pools(
+    arrays: RecommenderArrays,
+    users: np.ndarray,
+    steps: np.ndarray,
+    seen: tuple[np.ndarray, np.ndarray],
+    ctx: _Context,
+    short: np.ndarray,
+    sizes: np.ndarray,
+    target: np.ndarray,
+    pool: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    """Complete the pools of the ``short`` rows in place up to ``target`` items.
+
+    CF seeds only cover items with factors and content expansion only the neighbours of the seed
+    items, so an allowed unseen item can be in neither (1,900 of ml-latest-small's 9,742 movies
+    have no factors), and a user without factors only looks at a fixed window of the most popular
+    items. For the rows whose pool holds fewer than ``target = min(allowed unseen, pool size
+    needed)`` items, the missing ones are added from every allowed unseen item not yet pooled:
+    users with factors by first-pass content score (the only evidence an item without factors
+    has; source = content), users without factors by popularity (their seed rule; source = CF
+    seed). Ties go to the smaller item index. Costs one (len(short), n_items) pass.
+    """
+    seen_rows, seen_items = seen  # (local row, item) of the batch's training ratings
+    out_idx, out_src, out_cf = pool  # (b, c_max) pool arrays, filled in place
+    n = arrays.n_items
+    u = users[short]
+    has_f = arrays.user_has_factors[u]
+    vals = np.where(
+        has_f[:, None],
+        arrays.profiles_reduced[u] @ arrays.emb_reduced.T,
+        np.maximum(arrays.popularity, -_FLT_MAX)[None, :],  # unknown popularity: last, not out
+    ).astype(np.float32)
+    vals[~ctx.allowed[steps[short]]] = _NEG_INF
+    local = np.full(len(sizes), -1, np.int64)
+    local[short] = np.arange(len(short))
+    mine = local[seen_rows] >= 0
+    vals.reshape(-1)[local[seen_rows[mine]] * n + seen_items[mine]] = _NEG_INF
+    pooled = out_idx[short]
+    pr, pc = np.nonzero(pooled >= 0)
+    vals[pr, pooled[pr, pc]] = _NEG_INF
+    missing = target[short] - sizes[short]
+    add_idx, _ = top_k_columns(vals, int(missing.max()), ordered=True)
+    take = (add_idx >= 0) & (np.arange(add_idx.shape[1])[None, :] < missing[:, None])
+    rr, cc = np.nonzero(take)
+    row, it = short[rr], add_idx[rr, cc].astype(np.int64)
+    slot = sizes[row] + cc  # picks are ordered best first, valid ones before the -1 pad
+    out_idx[row, slot] = it
+    out_src[row, slot] = np.where(has_f[rr], SOURCE_CONTENT, SOURCE_CF)
+    cf = np.einsum("rf,rf->r", arrays.user_factors[users[row]], arrays.item_factors[it])
+    out_cf[row, slot] = np.where(arrays.item_has_factors[it] & has_f[rr], cf, 0.0)
 
 
 def generate_candidates(

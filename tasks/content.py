@@ -55,9 +55,11 @@ Item neighbours
 Taste profiles (used by the hybrid scorer)
     ``p_u = normalise(sum_i w_ui e_i)`` over the items u liked (``r_ui >= relevance_threshold``)
     with ``w_ui = (r_ui - threshold + 1) * 0.5 ** (age_ui / half_life_days)``, ``age_ui`` = days
-    between that rating and u's latest training rating. A user with no liked item uses all of
-    their rated items with ``w_ui = r_ui * 0.5 ** (age_ui / half_life_days)``; a user with no
-    history gets the zero vector. Content score of item i for user u:
+    between that rating and u's latest training rating. A user with no liked item (every rating
+    below the threshold) or no history gets the zero vector: low ratings say what u dislikes, not
+    what u wants, so they never pull recommendations towards themselves (DESIGN.md: the profile
+    comes from liked items); such users are served by CF and popularity (content score 0.5).
+    Content score of item i for user u:
     ``content_ui = (1 + cos(p_u, e_i)) / 2`` in [0, 1] (0.5 for the zero profile).
 """
 
@@ -745,7 +747,7 @@ def user_taste_profiles(
     user_col: str = USER_IDX,
     item_col: str = ITEM_IDX,
 ) -> np.ndarray:
-    """Unit taste vectors ``p_u`` (float32, (n_users, d)); zero rows for users with no history.
+    """Unit taste vectors ``p_u`` (float32, (n_users, d)); zero rows for users with no liked item.
 
     ``train`` has integer index columns ``user_col`` / ``item_col`` (map ids with
     :func:`ids_to_index`), ``Col.RATING`` and (for recency) ``Col.TIMESTAMP``. Formula in the
@@ -759,17 +761,15 @@ def user_taste_profiles(
     u = train[user_col].to_numpy(np.int64)
     i = train[item_col].to_numpy(np.int64)
     r = train[Col.RATING].to_numpy(np.float64)
-    liked = r >= relevance_threshold
-    has_liked = np.bincount(u[liked], minlength=n_users) > 0
-    use = liked | ~has_liked[u]
-    weight = np.where(liked, r - relevance_threshold + 1.0, np.maximum(r, 1e-3))
+    liked = r >= relevance_threshold  # only liked items shape the taste (module docstring)
+    weight = r - relevance_threshold + 1.0
     if half_life_days and Col.TIMESTAMP in train:
         ts = train[Col.TIMESTAMP].to_numpy(np.int64)
         last = np.full(n_users, np.iinfo(np.int64).min, np.int64)
-        np.maximum.at(last, u, ts)
+        np.maximum.at(last, u, ts)  # age from the latest rating of any kind, liked or not
         age_days = (last[u] - ts) / 86_400.0
         weight = weight * np.exp2(-age_days / float(half_life_days))
-    keep = use & (weight > 0)
+    keep = liked & (weight > 0)
     W = sp.csr_matrix(
         (weight[keep].astype(np.float32), (u[keep], i[keep])),
         shape=(n_users, n_items),
@@ -920,8 +920,12 @@ def save_content_features(features: ContentFeatures, run_dir: Path | str) -> dic
 
 
 def _resolve(source: Path | str | Mapping[str, ArtifactRef], name: str) -> Path:
-    path = resolve_artifact(source, name, FILES, stage="features", optional=frozenset({"content_meta"}))
-    return path if path is not None else Path("/nonexistent/content_meta.json")  # optional: fit details
+    path = resolve_artifact(
+        source, name, FILES, stage="features", optional=frozenset({"content_meta"})
+    )
+    return (
+        path if path is not None else Path("/nonexistent/content_meta.json")
+    )  # optional: fit details
 
 
 def load_content_features(

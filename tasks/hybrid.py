@@ -276,7 +276,8 @@ such score is equal the normalised score is {CONSTANT_ROW_VALUE} (no preference)
     p_u        = normalise( sum_i w_ui e_i )   over the items u liked (rating- and recency-weighted)
     content_ui = (1 + p_u . e_i) / 2           in [0, 1]
 
-A user with no history has the zero profile and `content_ui = 0.5` for every item.
+A user with no history, or with no rating at or above the relevance threshold, has the zero
+profile and `content_ui = 0.5` for every item (disliked movies never pull recommendations).
 
 ## 3. Blend (policy: content weight alpha per activity cohort)
 

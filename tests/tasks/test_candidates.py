@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from tasks.candidates import (
     RecommenderArrays,
     apply_filters,
+    best_recent_items,
     boost_scores,
     candidates_check_frame,
     candidates_frame,
@@ -83,10 +84,8 @@ def make_arrays(**overrides) -> RecommenderArrays:
     seen = sp.csr_matrix((r.astype(np.float32), (u, i)), shape=(N_USERS, N_ITEMS))
     profiles = np.zeros((N_USERS, 4), np.float32)
     for user in range(4):
-        liked = [it for (uu, it, rr) in train if uu == user and rr >= 4.0] or [
-            it for (uu, it, _) in train if uu == user
-        ]
-        profiles[user] = emb[liked].sum(axis=0)
+        liked = [it for (uu, it, rr) in train if uu == user and rr >= 4.0]
+        profiles[user] = emb[liked].sum(axis=0)  # users 0-3 each liked at least one item
     profiles[:4] = _unit(profiles[:4])
     seeds = np.full((N_USERS, 3), -1, np.int32)
     seeds[0, :2], seeds[1, :2], seeds[2, 0], seeds[3, :2] = [0, 1], [4, 5], 9, [10, 2]
@@ -299,6 +298,131 @@ def test_pool_holds_cf_seeds_and_content_expansion_without_duplicates():
     # user 0's best item 0 has neighbours 1, 2, 3 (same cluster): unseen ones come by expansion
     flags = dict(zip(pool.item_idx[0].tolist(), pool.source[0].tolist(), strict=True))
     assert flags[2] & 2 and flags[3] & 2
+
+
+def test_user_who_has_seen_almost_everything_gets_every_unseen_item():
+    """Items without factors are no CF seeds; those that are no neighbour of a seed item must
+    still reach the pool when the user has fewer unseen items than a pool holds."""
+    has = np.ones(N_ITEMS, bool)
+    has[[6, 11]] = False
+    left = [5, 6, 11]
+    assert not set(ARRAYS.neighbor_idx[[0, 1]].ravel()) & {6, 11}  # user 0's seed items: 0, 1
+    seen = ARRAYS.seen.tolil()
+    for item in sorted(set(range(N_ITEMS)) - set(left) - {0, 1, 8}):
+        seen[0, item] = 3.5
+    arrays = make_arrays(item_has_factors=has, seen=seen.tocsr())
+    pool = generate_candidates(arrays, np.array([0]), CFG)
+    assert sorted(pool.item_idx[0][pool.item_idx[0] >= 0].tolist()) == left
+    out = recommend_batch(arrays, np.array([0]), ALPHAS[:1], CFG)
+    assert sorted(_items(out, 0)) == left
+    assert np.isnan(out["collab"][0][np.isin(out["item_idx"][0], [6, 11])]).all()
+
+
+def _wide_arrays(n_items: int = 100) -> RecommenderArrays:
+    """One user without factors on a catalogue wider than the cold-seed window (n_cf_seed + 64):
+    popularity falls with the item index; the user rated the 70 most popular items, all low (no
+    seed items, zero profile); items 70-79 have no factors."""
+    rng = np.random.default_rng(5)
+    emb = _unit(rng.standard_normal((n_items, 6)))
+    sims = emb @ emb.T
+    np.fill_diagonal(sims, -np.inf)
+    has = np.ones(n_items, bool)
+    has[70:80] = False
+    seen = sp.csr_matrix(
+        (np.full(70, 1.0, np.float32), (np.zeros(70, int), np.arange(70))), shape=(1, n_items)
+    )
+    return RecommenderArrays(
+        item_ids=np.arange(1, n_items + 1, dtype=np.int32),
+        user_ids=np.array([1], np.int32),
+        embeddings=emb,
+        neighbor_idx=np.argsort(-sims, axis=1, kind="stable")[:, :4].astype(np.int32),
+        user_factors=np.zeros((1, 3), np.float32),
+        item_factors=rng.standard_normal((n_items, 3)).astype(np.float32),
+        user_has_factors=np.array([False]),
+        item_has_factors=has,
+        profiles=np.zeros((1, 6), np.float32),
+        quality=np.full(n_items, 0.5, np.float32),
+        recency=np.full(n_items, 0.5, np.float32),
+        genre_names=["Drama"],
+        genre_matrix=np.ones((n_items, 1), bool),
+        provider_names=[],
+        provider_matrix=np.zeros((n_items, 0), bool),
+        seen=seen,
+        seed_items=np.full((1, 3), -1, np.int32),
+        popularity=np.linspace(1.0, 0.0, n_items).astype(np.float32),
+    )
+
+
+def test_user_without_factors_beyond_the_popular_window_gets_a_full_list():
+    arrays = _wide_arrays()
+    assert CFG.n_cf_seed + 64 < 70  # every item of the cold-seed window is seen
+    out = recommend_batch(arrays, np.array([0]), np.ones(1, np.float32), CFG)
+    # the most popular unseen items, with or without factors
+    assert sorted(_items(out, 0)) == list(range(70, 70 + CFG.k_final))
+    pool = generate_candidates(arrays, np.array([0]), CFG)
+    assert pool.item_idx[0].tolist()[: CFG.n_cf_seed] == list(range(70, 70 + CFG.n_cf_seed))
+
+
+def test_pools_of_users_with_enough_unseen_items_are_left_alone(monkeypatch):
+    import tasks.candidates as candidates
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a full pool was completed")
+
+    before = generate_candidates(ARRAYS, ALL_USERS, CFG)
+    monkeypatch.setattr(candidates, "_fill_short_pools", fail)
+    after = generate_candidates(ARRAYS, ALL_USERS, CFG)  # no short pool in the fixture
+    np.testing.assert_array_equal(before.item_idx, after.item_idx)
+
+
+def test_user_with_only_low_ratings_gets_no_seed_items():
+    seeds = best_recent_items(
+        np.array([0, 0, 1, 1]),
+        np.array([3, 4, 5, 6]),
+        np.array([1.0, 2.0, 5.0, 1.0]),
+        np.array([10, 20, 10, 20]),
+        n_users=2,
+        m=3,
+        relevance_threshold=4.0,
+    )
+    assert seeds.tolist() == [[-1, -1, -1], [5, -1, -1]]
+
+
+def test_from_parts_gives_a_user_with_only_low_ratings_no_taste():
+    from types import SimpleNamespace
+
+    content = SimpleNamespace(
+        item_ids=ARRAYS.item_ids,
+        embeddings=ARRAYS.embeddings,
+        neighbor_idx=ARRAYS.neighbor_idx,
+        numeric=pd.DataFrame({"quality": ARRAYS.quality, "recency": ARRAYS.recency}),
+        genre_names=GENRES,
+        genre_matrix=ARRAYS.genre_matrix,
+        provider_names=PROVIDERS,
+        provider_matrix=ARRAYS.provider_matrix,
+    )
+    collab = SimpleNamespace(
+        user_ids=np.array([1, 2], np.int32),
+        item_ids=ARRAYS.item_ids,
+        user_factors=np.zeros((2, 3), np.float32),
+        item_factors=ARRAYS.item_factors,
+        user_has_factors=np.zeros(2, bool),
+        item_has_factors=np.ones(N_ITEMS, bool),
+    )
+    train = pd.DataFrame(
+        {
+            Col.USER: [1, 1, 1, 2],
+            Col.ITEM: [10, 20, 30, 50],
+            Col.RATING: [0.5, 1.5, 2.0, 4.5],
+            Col.TIMESTAMP: [1, 2, 3, 4],
+        }
+    )
+    arrays = RecommenderArrays.from_parts(content, collab, train, m_seed_items=3)
+    assert not arrays.profiles[0].any() and (arrays.seed_items[0] == -1).all()
+    assert arrays.profiles[1].any() and arrays.seed_items[1].tolist() == [4, -1, -1]
+    out = recommend_batch(arrays, np.array([0]), np.ones(1, np.float32), CFG)
+    np.testing.assert_allclose(out["content"][0], 0.5)  # neutral: served by popularity + boosts
+    assert len(_items(out, 0)) == CFG.k_final
 
 
 def test_top_k_columns_matches_a_stable_sort_including_ties():

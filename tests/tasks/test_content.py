@@ -296,8 +296,7 @@ def test_user_taste_profiles_formula():
     # user 0: liked items 0 (w = 2 * 0.5, a half-life older) and 1 (w = 1); item 2 not liked
     expected = np.array([1.0, 1.0, 0.0, 0.0]) / np.sqrt(2)
     assert np.allclose(p[0], expected, atol=1e-6)
-    # user 1 liked nothing: all rated items weighted by rating (3 and 1)
-    assert np.allclose(p[1], np.array([0, 0, 3, 1]) / np.sqrt(10), atol=1e-6)
+    assert not p[1].any()  # user 1 liked nothing (ratings 3 and 1): zero vector, no taste
     assert not p[2].any()  # no history: zero vector
     no_recency = user_taste_profiles(train, e, 3, half_life_days=None)
     assert np.allclose(no_recency[0], np.array([2, 1, 0, 0]) / np.sqrt(5), atol=1e-6)
@@ -306,6 +305,26 @@ def test_user_taste_profiles_formula():
     scores = content_scores(p, e)
     assert scores.shape == (3, 4) and scores.min() >= 0 and scores.max() <= 1
     assert np.allclose(scores[2], 0.5)
+
+
+def test_only_low_ratings_give_no_taste_profile():
+    """Disliked movies never become taste: a user whose every rating is below the threshold gets
+    the zero profile (neutral content score 0.5 everywhere), and a user's low ratings do not pull
+    the profile of their liked items towards themselves."""
+    e = np.eye(3, dtype=np.float32)
+    train = pd.DataFrame(
+        {
+            USER_IDX: [0, 0, 1, 1],
+            ITEM_IDX: [0, 1, 1, 2],
+            Col.RATING: [0.5, 2.0, 5.0, 1.0],
+            Col.TIMESTAMP: [0, 10, 0, 10],
+        }
+    )
+    p = user_taste_profiles(train, e, n_users=2, relevance_threshold=4.0)
+    assert not p[0].any()
+    np.testing.assert_allclose(content_scores(p, e)[0], 0.5)
+    np.testing.assert_allclose(p[1], [0.0, 1.0, 0.0], atol=1e-6)  # item 2 (rated 1) plays no part
+    assert not taste_profile(np.array([0, 1]), np.array([1.0, 3.5]), e).any()
 
 
 def test_one_genre_taste_ranks_that_genre_first(ml_small, ml_features):

@@ -495,3 +495,11 @@ def test_empty_rating_cell_is_reported_as_null(tmp_path):
     message = ingest_error(folder, tmp_path)
     assert "ratings.csv: column 'rating'" in message and "1 of 4 rows are empty (null)" in message
     assert "line 5: user_id=3, movie_id=1, rating=" in message
+
+
+def test_empty_and_nan_ratings_give_only_the_null_failure(tmp_path):
+    folder = latest_dir(tmp_path, ratings_csv=RATINGS_CSV + "3,1,,964982703\n3,3,NaN,964982704\n")
+    message = ingest_error(folder, tmp_path)
+    assert "1 of " in message and "expectations of suite 'ratings' failed" in message
+    assert "2 of 5 rows are empty (null)" in message and "line 5" in message and "line 6" in message
+    assert "dtype" not in message
