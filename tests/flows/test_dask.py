@@ -18,7 +18,15 @@ from flows.pipeline import recommender_pipeline
 
 pytestmark = pytest.mark.slow
 
-SMALL_BATCHES = ["eval.batch_size=400"]  # ci: 1,919 evaluated users -> 5 batches
+# a smaller ci: about 760 evaluated users in batches of 150 -> 6 batches; few cases and scenarios
+SMALL_BATCHES = [
+    "synthetic.n_users=800",
+    "synthetic.n_movies=600",
+    "synthetic.n_ratings=48000",
+    "eval.batch_size=150",
+    "case_studies.n_cases=2",
+    'edge_cases.only=["single_rating_user"]',
+]
 
 
 def _evaluation_facts(run_dir: str) -> dict:
