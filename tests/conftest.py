@@ -60,6 +60,15 @@ def ml_pipeline_run(prefect_harness, ml_small_dir, tmp_path_factory) -> dict:
 
     root = tmp_path_factory.mktemp("ml-artifacts")
     summary = recommender_pipeline(
-        profile="ml-latest-small", data_dir=str(ml_small_dir), artifacts_root=str(root)
+        profile="ml-latest-small",
+        data_dir=str(ml_small_dir),
+        artifacts_root=str(root),
+        # fewer pictures and scenarios than the profile: tests/tasks/test_case_studies.py and
+        # test_edge_cases.py run the full stages on a copy of this run
+        overrides=[
+            "case_studies.n_cases=8",
+            'edge_cases.only=["duplicate_ratings","single_rating_user","unknown_genre_or_provider",'
+            '"identical_scores_order","tiny_time_budget","memory_budget_respected"]',
+        ],
     )
     return {**summary, "artifacts_root": str(root)}
