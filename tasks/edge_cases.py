@@ -1955,6 +1955,7 @@ def write_outputs(
         "min_scenarios": MIN_SCENARIOS if full_run else max(len(results), 1),
         "categories": list(CATEGORIES) if full_run else sorted({r.category for r in results}),
     }
+    facts["validation_parameters"] = parameters  # the inventory re-validates with the same ones
     require_valid(
         edge_cases_check_frame(table, run_dir),
         "edge_cases",

@@ -753,7 +753,9 @@ SUITE_CHECKS: tuple[SuiteCheck, ...] = (
     ),
     SuiteCheck("case_studies/taxonomy.parquet", "case_studies", sample=True),
     SuiteCheck("case_studies/selected.parquet", "case_selection"),
-    SuiteCheck("edge_cases/results.parquet", "edge_cases", _frame_edge_cases),
+    SuiteCheck(
+        "edge_cases/results.parquet", "edge_cases", _frame_edge_cases, parameters="edge_cases"
+    ),
     SuiteCheck("signoff/signoff.json", "signoff", _frame_signoff),
 )
 _OWN_SUITES = frozenset({*FACTS_SUITE.values(), "artifact_manifest"})
@@ -1229,6 +1231,18 @@ def _build_data_docs(run_dir: Path, recorder: _DocsRecorder) -> str | None:
     return f"{DATA_DOCS_DIR}/index.html"
 
 
+def _recorded_parameters(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Suite parameters recorded in a finished run's ``logs/run_status.json`` (stage facts)."""
+    try:
+        facts = json.loads((run_dir / "logs" / "run_status.json").read_text(encoding="utf-8"))[
+            "facts"
+        ]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    edge = (facts.get("edge_cases") or {}).get("validation_parameters")
+    return {"edge_cases": dict(edge)} if isinstance(edge, dict) else {}
+
+
 def inventory_core(
     run_dir: str,
     stage_of: Mapping[str, str] | None = None,
@@ -1249,6 +1263,8 @@ def inventory_core(
     from tasks.budget import report_progress
 
     started = time.perf_counter()
+    # a finished run re-inventoried (tests, by hand): the parameters its stages recorded come first
+    table_parameters = {**_recorded_parameters(Path(run_dir)), **dict(table_parameters or {})}
     root = Path(run_dir)
     run_id = root.name
     report_progress(0.0, "hashing every file of the run")
@@ -1421,11 +1437,19 @@ def artifact_stages(stages: Mapping[str, StageOutput]) -> dict[str, str]:
 
 
 def table_parameters_from(stages: Mapping[str, StageOutput]) -> dict[str, dict[str, Any]]:
-    """Suite parameters the stages validated with (the ratings suite's rating scale, from ingest)."""
+    """Suite parameters the stages validated with: the ratings suite's rating scale (ingest) and
+    the edge-case count of a run narrowed by ``edge_cases.only`` (edge_cases)."""
+    out: dict[str, dict[str, Any]] = {}
     ingest = stages.get("ingest")
     params = ((ingest.facts if ingest else {}).get("validation", {}) or {}).get("ratings", {})
     params = params.get("parameters") if isinstance(params, dict) else None
-    return {"ratings": dict(params)} if params else {}
+    if params:
+        out["ratings"] = dict(params)
+    edge = stages.get("edge_cases")
+    edge_params = (edge.facts if edge else {}).get("validation_parameters")
+    if edge_params:
+        out["edge_cases"] = dict(edge_params)
+    return out
 
 
 @task(name="inventory", cache_policy=NO_CACHE, persist_result=True)
