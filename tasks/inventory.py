@@ -1215,7 +1215,8 @@ def _build_data_docs(run_dir: Path, recorder: _DocsRecorder) -> str | None:
             "class_name": "SiteBuilder",
             "store_backend": {
                 "class_name": "TupleFilesystemStoreBackend",
-                "base_directory": str(tmp),
+                # GX insists on an absolute path (the run dir is relative under `make demo`)
+                "base_directory": str(tmp.resolve()),
             },
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         },

@@ -983,9 +983,16 @@ def _figure_relpaths(run_dir: Path, figures: Mapping[str, Any] | None) -> dict[s
     if figures is None:
         return {name: rel for name, rel in FIGURE_FILES.items() if (run_dir / rel).is_file()}
     out = {}
+    base = Path(run_dir).resolve()
     for name, path in figures.items():
         path = Path(path)
-        out[name] = (path.relative_to(run_dir) if path.is_absolute() else path).as_posix()
+        # a chart path is absolute, relative to the working directory (run_dir itself relative,
+        # as under `make demo`: artifacts/demo/<id>/figures/x.png), or already run-relative
+        located = path if path.is_absolute() else Path.cwd() / path
+        try:
+            out[name] = located.resolve().relative_to(base).as_posix()
+        except ValueError:
+            out[name] = path.as_posix()
     return out
 
 

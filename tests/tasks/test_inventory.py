@@ -45,7 +45,15 @@ def inventoried_run(ml_pipeline_run, tmp_path_factory) -> Path:
     shutil.copytree(src, run_dir, symlinks=True)
     facts = json.loads((run_dir / "logs/run_status.json").read_text())["facts"]
     params = {"ratings": facts["ingest"]["validation"]["ratings"]["parameters"]}
-    inventory_core(str(run_dir), None, profile="ml-latest-small", table_parameters=params, seed=42)
+    cwd = os.getcwd()
+    os.chdir(run_dir.parent)  # a relative run dir, as `make demo` gives (artifacts/<profile>/<id>)
+    try:
+        inventory_core(
+            run_dir.name, None, profile="ml-latest-small", table_parameters=params, seed=42
+        )
+    finally:
+        os.chdir(cwd)
+    assert (run_dir / "inventory/data_docs/index.html").is_file()
     facts["edge_cases"] = {"pass_rate": 0.9, "min_pass_rate": 0.8, "gate_passed": True}
     handoff_core(str(run_dir), load_profile("ml-latest-small"), facts)
     return run_dir

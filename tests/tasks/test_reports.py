@@ -393,3 +393,18 @@ def test_written_reports_link_to_the_written_figures(tables, tmp_path):
     text = again["offline_metrics"].path.read_text(encoding="utf-8")
     assert "../figures/metric_vs_k.png" in text and "../figures/alpha_sweep.png" not in text
     assert "Figure Recall@10 vs alpha per cohort: *missing*" in text
+
+
+def test_figure_links_are_run_relative_when_the_run_dir_is_relative(tmp_path, monkeypatch):
+    from tasks.reports import _figure_relpaths
+
+    monkeypatch.chdir(tmp_path)
+    run_dir = Path("artifacts/demo/run-1")  # `make demo` gives a relative run directory
+    (run_dir / "figures").mkdir(parents=True)
+    (run_dir / "figures/alpha_sweep.png").write_bytes(b"png")
+    figures = {
+        "relative_to_cwd": run_dir / "figures/alpha_sweep.png",
+        "absolute": (run_dir / "figures/alpha_sweep.png").resolve(),
+        "run_relative": Path("figures/alpha_sweep.png"),
+    }
+    assert set(_figure_relpaths(run_dir, figures).values()) == {"figures/alpha_sweep.png"}
