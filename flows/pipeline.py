@@ -131,6 +131,13 @@ def recommender_pipeline(
             relevance_threshold=prof.split.relevance_threshold,
             seed=prof.run.seed,
         )
+        # the tables the evaluation and the stages after it read (same keyword names everywhere)
+        tables = {
+            "train": split.ref("train"),
+            "test": split.ref("test"),
+            "cohorts": split.ref("cohorts"),
+            "movies": ingest.ref("movies"),
+        }
         if prof.run.runner == "dask":  # batch parts on a Dask cluster; the stage below reuses them
             from flows.dask_batches import run_dask_batches
 
@@ -139,11 +146,8 @@ def recommender_pipeline(
                 str(run_dir),
                 features=features,
                 collab=collaborative,
-                train=split.ref("train"),
-                test=split.ref("test"),
-                cohorts=split.ref("cohorts"),
-                movies=ingest.ref("movies"),
-                budget_seconds=min(prof.budgets.evaluation, runner._remaining()),
+                **tables,
+                budget_seconds=min(prof.budgets.evaluation, runner.remaining()),
             )
         evaluation = runner.run(
             evaluate_models,
@@ -151,10 +155,7 @@ def recommender_pipeline(
             prof.budgets.evaluation,
             features=features,
             collab=collaborative,
-            train=split.ref("train"),
-            test=split.ref("test"),
-            cohorts=split.ref("cohorts"),
-            movies=ingest.ref("movies"),
+            **tables,
             eval_cfg=prof.eval,
             candidates_cfg=prof.candidates,
             policy=prof.policy,
@@ -176,10 +177,7 @@ def recommender_pipeline(
             evaluation=evaluation,
             features=features,
             collab=collaborative,
-            train=split.ref("train"),
-            test=split.ref("test"),
-            cohorts=split.ref("cohorts"),
-            movies=ingest.ref("movies"),
+            **tables,
             cfg=prof.case_studies,
             candidates_cfg=prof.candidates,
             split_cfg=prof.split,
@@ -191,10 +189,7 @@ def recommender_pipeline(
             prof.budgets.edge_cases,
             features=features,
             collab=collaborative,
-            train=split.ref("train"),
-            test=split.ref("test"),
-            cohorts=split.ref("cohorts"),
-            movies=ingest.ref("movies"),
+            **tables,
             cfg=prof.edge_cases,
             ingest_cfg=prof.ingest,
             candidates_cfg=prof.candidates,

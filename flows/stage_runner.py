@@ -63,7 +63,8 @@ class StageRunner:
             self._progress_id = None
 
     # -- helpers -----------------------------------------------------------------------------
-    def _remaining(self) -> float:
+    def remaining(self) -> float:
+        """Seconds left of the flow budget."""
         return self.flow_budget_seconds - (time.monotonic() - self._start)
 
     def _say(self, text: str) -> None:
@@ -90,7 +91,7 @@ class StageRunner:
     # -- the one public call -------------------------------------------------------------------
     def run(self, task: Any, stage: str, budget_seconds: float, **params: Any) -> StageOutput:
         """Run one stage task (cached when its inputs are unchanged) and return its output."""
-        remaining = self._remaining()
+        remaining = self.remaining()
         if remaining <= 0:
             raise StageTimeout("flow", self.flow_budget_seconds, time.monotonic() - self._start)
         budget = min(budget_seconds, remaining)
