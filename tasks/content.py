@@ -115,6 +115,7 @@ __all__ = [
     "load_content_features",
     "neighbor_recall",
     "neighbor_table",
+    "numeric_features",
     "save_array",
     "save_content_features",
     "taste_profile",
@@ -397,9 +398,11 @@ def encode_minilm(
     return np.concatenate(parts, axis=0)
 
 
-def _numeric_features(
+def numeric_features(
     years_col: pd.Series, item_ids: np.ndarray, train: pd.DataFrame, prior_weight: float
 ) -> pd.DataFrame:
+    """Per item: n_ratings, log_popularity, mean_rating, bayes_mean, quality, recency from the
+    ``train`` ratings and the release years (formulas in the module docstring)."""
     n = len(item_ids)
     if len(train):
         idx = ids_to_index(item_ids, train[Col.ITEM].to_numpy(), what=f"train {Col.ITEM}")
@@ -536,7 +539,7 @@ def build_content_features(
 
     genre_names, genre_matrix = _multi_hot(genres)
     provider_names, provider_matrix = _multi_hot(providers)
-    numeric = _numeric_features(years, item_ids, train, cfg.bayes_prior_weight)
+    numeric = numeric_features(years, item_ids, train, cfg.bayes_prior_weight)
     timings["total_s"] = time.perf_counter() - started
     info["timings"] = {k: round(v, 3) for k, v in timings.items()}
     progress(1.0, "content features done")

@@ -33,6 +33,7 @@ __all__ = [
     "NOT_IN_CACHE_KEY",
     "StageOutput",
     "run_stage_core",
+    "source_hash",
     "stage_cache_key",
     "stage_task",
 ]
@@ -71,8 +72,30 @@ class StageOutput(BaseModel):
         )
 
 
+_TASKS_ROOT = Path(__file__).resolve().parent
+
+
+def _module_files(module_name: str) -> list[Path]:
+    """Source files of a project module: ``tasks/x.py``, or every ``.py`` of the package ``tasks/x/``."""
+    rel = module_name.split(".", 1)[1].replace(".", "/")
+    package = _TASKS_ROOT / rel
+    if package.is_dir():
+        return sorted(package.rglob("*.py"))
+    single = _TASKS_ROOT / f"{rel}.py"
+    return [single] if single.exists() else []
+
+
 @cache
 def _module_source_hash(module_name: str) -> str:
+    """sha256 of a module's source (a package: of all its files, with their relative paths)."""
+    if module_name.startswith("tasks."):
+        files = _module_files(module_name)
+        if not files:
+            return f"{module_name}:absent"
+        digest = hashlib.sha256()
+        for path in files:
+            digest.update(str(path.relative_to(_TASKS_ROOT)).encode() + b"\0" + path.read_bytes())
+        return digest.hexdigest()
     module = sys.modules.get(module_name)
     if module is None:
         try:
@@ -82,6 +105,13 @@ def _module_source_hash(module_name: str) -> str:
         module = sys.modules[module_name]
     path = inspect.getsourcefile(module)
     return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else module_name
+
+
+def source_hash(module_names: list[str] | tuple[str, ...]) -> str:
+    """One hash of several project modules' sources and everything they import (transitively)."""
+    names = sorted({dep for name in module_names for dep in _project_dependencies(name)})
+    blob = json.dumps([[n, _module_source_hash(n)] for n in names]).encode()
+    return hashlib.sha256(blob).hexdigest()
 
 
 _PROJECT_IMPORT = re.compile(r"^\s*(?:from|import)\s+(tasks\.\w+)", re.MULTILINE)
@@ -94,16 +124,14 @@ def _project_dependencies(module_name: str) -> tuple[str, ...]:
     Read from the source text, so imports inside functions count too: a change in, say,
     ``tasks.hybrid`` invalidates the cache of the ``candidates`` stage that calls it.
     """
-    root = Path(__file__).resolve().parent
     seen: set[str] = set()
-    todo = [module_name]
+    todo = [".".join(module_name.split(".")[:2])]  # a package's submodule counts as the package
     while todo:
         name = todo.pop()
         if name in seen or not name.startswith("tasks."):
             continue
         seen.add(name)
-        path = root / f"{name.split('.', 1)[1]}.py"
-        if path.exists():
+        for path in _module_files(name):
             todo.extend(_PROJECT_IMPORT.findall(path.read_text(encoding="utf-8")))
     return tuple(sorted(seen))
 
