@@ -26,6 +26,7 @@ PIPELINE_STAGES = [
     "ingest",
     "split",
     "features",
+    "tuning",
     "collaborative",
     "candidates",
     "evaluation",
@@ -61,6 +62,7 @@ def recommender_pipeline(
     from tasks.regression import check_regression, find_baseline
     from tasks.signoff import build_handoff
     from tasks.split import split_data
+    from tasks.tuning import tune_policy
 
     prof = load_profile(profile, overrides_as_list(overrides))
     root = Path(artifacts_root)
@@ -107,6 +109,23 @@ def recommender_pipeline(
             cfg=prof.content,
             seed=prof.run.seed,
         )
+        tuning = runner.run(
+            tune_policy,
+            "tuning",
+            prof.budgets.tuning,
+            features=features,
+            train_fit=split.ref("train_fit"),
+            validation=split.ref("validation"),
+            cohorts=split.ref("cohorts"),
+            movies=ingest.ref("movies"),
+            cfg=prof.tuning,
+            collab=prof.collab,
+            candidates=prof.candidates,
+            policy=prof.policy,
+            split_cfg=prof.split,
+            content_cfg=prof.content,
+            seed=prof.run.seed,
+        )
         collaborative = runner.run(
             fit_collab,
             "collaborative",
@@ -114,30 +133,28 @@ def recommender_pipeline(
             train=split.ref("train"),
             cohorts=split.ref("cohorts"),
             movies=ingest.ref("movies"),
+            tuning=tuning,
             cfg=prof.collab,
             seed=prof.run.seed,
         )
+        # the tables the stages after the search read (same keyword names everywhere)
+        tables = {
+            "train": split.ref("train"),
+            "cohorts": split.ref("cohorts"),
+            "movies": ingest.ref("movies"),
+            "dropped_history": split.ref("dropped_history"),
+        }
         candidates = runner.run(
             build_candidates,
             "candidates",
             prof.budgets.candidates,
             features=features,
             collab=collaborative,
-            train=split.ref("train"),
-            cohorts=split.ref("cohorts"),
-            movies=ingest.ref("movies"),
-            policy=prof.policy,
+            tuning=tuning,
+            **tables,
             cfg=prof.candidates,
-            relevance_threshold=prof.split.relevance_threshold,
             seed=prof.run.seed,
         )
-        # the tables the evaluation and the stages after it read (same keyword names everywhere)
-        tables = {
-            "train": split.ref("train"),
-            "test": split.ref("test"),
-            "cohorts": split.ref("cohorts"),
-            "movies": ingest.ref("movies"),
-        }
         if prof.run.runner == "dask":  # batch parts on a Dask cluster; the stage below reuses them
             from flows.dask_batches import run_dask_batches
 
@@ -146,6 +163,8 @@ def recommender_pipeline(
                 str(run_dir),
                 features=features,
                 collab=collaborative,
+                tuning=tuning,
+                test=split.ref("test"),
                 **tables,
                 budget_seconds=min(prof.budgets.evaluation, runner.remaining()),
             )
@@ -155,11 +174,15 @@ def recommender_pipeline(
             prof.budgets.evaluation,
             features=features,
             collab=collaborative,
+            tuning=tuning,
+            test=split.ref("test"),
             **tables,
             eval_cfg=prof.eval,
             candidates_cfg=prof.candidates,
             policy=prof.policy,
             split_cfg=prof.split,
+            content_cfg=prof.content,
+            min_lift=prof.signoff.min_lift,
             seed=prof.run.seed,
         )
         regression = runner.run(
@@ -202,6 +225,7 @@ def recommender_pipeline(
             "ingest": ingest,
             "split": split,
             "features": features,
+            "tuning": tuning,
             "collaborative": collaborative,
             "candidates": candidates,
             "evaluation": evaluation,

@@ -5,7 +5,9 @@ Canonical tables (parquet, see DESIGN.md "Contracts"):
 - test additionally: relevant bool (rating >= the profile's relevance threshold)
 - movies: movie_id int32, title string, year Int32 (nullable), genres list<string>,
   tags string, providers list<string>
-- cohorts: user_id int32, n_train int32, cohort string, simulated_cold bool
+- cohorts: user_id int32, n_train int32, cohort string, simulated_cold bool, n_train_fit int32,
+  cohort_fit string (n_train / cohort counted on train_fit, the validation split's training part)
+- validation: as test; train_fit: as train; dropped_history: user_id, movie_id, timestamp
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class Col:
     N_TRAIN = "n_train"
     COHORT = "cohort"
     SIMULATED_COLD = "simulated_cold"
+    N_TRAIN_FIT = "n_train_fit"
+    COHORT_FIT = "cohort_fit"
 
     RANK = "rank"
     SCORE = "score"

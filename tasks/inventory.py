@@ -730,6 +730,20 @@ SUITE_CHECKS: tuple[SuiteCheck, ...] = (
     ),
     SuiteCheck("data/cohorts.parquet", "cohorts", sample=True),
     SuiteCheck(
+        "data/train_fit.parquet", "train", references=_MOVIES_REF, parameters="ratings", sample=True
+    ),
+    SuiteCheck(
+        "data/validation.parquet",
+        "validation",
+        references={
+            **_MOVIES_REF,
+            "train_fit": ("data/train_fit.parquet", ["user_id", "movie_id"]),
+        },
+        parameters="ratings",
+        sample=True,
+    ),
+    SuiteCheck("data/dropped_history.parquet", "dropped_history", sample=True),
+    SuiteCheck(
         "hybrid/candidates/*.parquet",
         "candidates",
         _frame_with("tasks.candidates:candidates_check_frame"),

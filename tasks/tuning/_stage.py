@@ -1,8 +1,8 @@
 """The ``tuning`` stage: the seeded search on the validation split, and what it chose.
 
 Reads ``data/train_fit.parquet``, ``data/validation.parquet``, ``data/cohorts.parquet``
-(``cohort_fit``), ``data/dropped_history.parquet``, ``data/movies.parquet`` and the features
-stage's content features - never ``data/test.parquet``. Writes ``tuning/policy.json`` (the chosen
+(``cohort_fit``), ``data/movies.parquet`` and the features stage's content features - never
+``data/test.parquet``. Writes ``tuning/policy.json`` (the chosen
 policy: CF model + ranking knobs), ``tuning/baselines.json`` (each tuned baseline's configuration
 and validation metrics), ``tuning/validation_metrics.csv`` (every model on validation, the table
 the reports put beside the test figures), ``tuning/trials.csv`` (every trial of every study),
@@ -79,7 +79,8 @@ def validation_bench(
     )
     cohorts = read_table(refs["cohorts"])
     movies = read_table(refs["movies"]) if "movies" in refs else None
-    dropped = read_table(refs["dropped_history"]) if "dropped_history" in refs else None
+    # the dropped history of simulated cold users is NOT excluded here: it lies after their
+    # validation ratings, so excluding it would use knowledge from later than validation time
     base = RecommenderArrays.from_parts(
         content,
         None,
@@ -87,7 +88,6 @@ def validation_bench(
         cohorts=cohorts,
         cohort_column=Col.COHORT_FIT,
         movies=movies,
-        dropped_history=dropped,
         relevance_threshold=split_cfg.relevance_threshold,
         bayes_prior_weight=content_cfg.bayes_prior_weight,
     )
@@ -359,7 +359,6 @@ def tune_policy(
     validation: ArtifactRef,
     cohorts: ArtifactRef,
     movies: ArtifactRef,
-    dropped_history: ArtifactRef,
     cfg: TuningSection,
     collab: CollabSection,
     candidates: CandidatesSection,
@@ -377,7 +376,6 @@ def tune_policy(
         "validation": validation,
         "cohorts": cohorts,
         "movies": movies,
-        "dropped_history": dropped_history,
     }
     result = run_stage_core(
         "tuning",

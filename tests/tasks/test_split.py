@@ -1,4 +1,5 @@
-"""Known-answer tests for tasks/split.py: holdout, global cut, relevance, cohorts, simulated cold."""
+"""Known-answer tests for tasks/split.py: holdout, global cut, relevance, cohorts, simulated cold,
+validation split (train_fit / validation) and dropped history."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from tasks.columns import COHORTS, Col
 from tasks.errors import InputDataError
 from tasks.profile import SplitSection
 from tasks.split import (
+    RATING_COLUMNS,
     assign_cohorts,
     holdout_sizes,
     mark_relevant,
     simulate_cold_users,
     split_ratings,
     temporal_holdout,
+    validation_holdout,
+    validation_sizes,
 )
 
 NO_SIM = SplitSection(simulated_cold_share=0.0)
@@ -174,9 +178,16 @@ def test_cohort_boundaries_exactly_at_thresholds():
     n_train = {10: 5, 11: 6, 12: 20, 13: 21, 14: 100, 15: 101, 16: 1}
     train = ratings_frame([(u, i, 4.0, i) for u, n in n_train.items() for i in range(n)])
     test = ratings_frame([(u, 999, 4.0, 10_000) for u in [*n_train, 17]])  # user 17: test only
-    frame = assign_cohorts(train, test, np.array([16], dtype=np.int32), cfg)
-    assert list(frame.columns) == [Col.USER, Col.N_TRAIN, Col.COHORT, Col.SIMULATED_COLD]
-    assert [str(t) for t in frame.dtypes] == ["int32", "int32", "str", "bool"]
+    frame = assign_cohorts(train, test, np.array([16], dtype=np.int32), cfg, train_fit=train)
+    assert list(frame.columns) == [
+        Col.USER,
+        Col.N_TRAIN,
+        Col.COHORT,
+        Col.SIMULATED_COLD,
+        Col.N_TRAIN_FIT,
+        Col.COHORT_FIT,
+    ]
+    assert [str(t) for t in frame.dtypes] == ["int32", "int32", "str", "bool", "int32", "str"]
     cohorts = frame.set_index(Col.USER)
     assert cohorts[Col.COHORT].to_dict() == {
         10: "cold",
@@ -247,6 +258,204 @@ def test_simulation_share_zero_changes_nothing():
     train, test = simulation_fixture()
     new_train, _, simulated = simulate_cold_users(train, test, NO_SIM, seed=1)
     assert simulated.size == 0 and len(new_train) == len(train)
+
+
+# --------------------------------------------------------------- validation split of train
+
+
+def reference_validation_pairs(train: pd.DataFrame, cfg: SplitSection) -> set[tuple[int, int]]:
+    """The per-user validation rule computed the slow, obvious way (pandas sort + cumcount)."""
+    s = train.sort_values([Col.USER, Col.TIMESTAMP, Col.ITEM])
+    pos = s.groupby(Col.USER).cumcount().to_numpy()
+    n = s.groupby(Col.USER)[Col.ITEM].transform("size").to_numpy()
+    fraction = cfg.holdout_fraction if cfg.validation_fraction is None else cfg.validation_fraction
+    v = validation_sizes(n, fraction, cfg.min_holdout)
+    return pairs(s[pos >= n - v])
+
+
+def sorted_rows(df: pd.DataFrame) -> pd.DataFrame:
+    return df.sort_values([Col.USER, Col.ITEM]).reset_index(drop=True)
+
+
+def test_validation_sizes_are_the_holdout_rule_but_zero_below_two_ratings():
+    assert validation_sizes(np.array([0, 1, 2, 5, 6, 10, 15]), 0.2, 1).tolist() == [
+        0,  # no training rating
+        0,  # one training rating: kept in train_fit
+        1,
+        1,
+        2,  # ceil(1.2)
+        2,
+        3,
+    ]
+    assert validation_sizes(np.array([1, 2, 3, 10]), 0.2, 3).tolist() == [0, 1, 2, 3]
+
+
+def test_per_user_validation_takes_the_last_training_ratings():
+    rows = [(1, item, 4.0, ts) for item, ts in zip(range(10, 20), range(1, 11), strict=True)]
+    rows += [(2, 5, 3.0, 100)]  # one training rating: stays in train_fit
+    rows += [(3, 1, 5.0, 1), (3, 5, 5.0, 9), (3, 3, 5.0, 9), (3, 4, 5.0, 9)]  # tie: movie 5 out
+    rows += [(4, 1, 2.0, 50), (4, 2, 2.0, 40)]  # two ratings: the later one (movie 1)
+    train = ratings_frame(rows).sample(frac=1.0, random_state=4)
+    cfg = SplitSection(validation_fraction=0.2, simulated_cold_share=0.0)
+    train_fit, validation = validation_holdout(train, cfg)
+    # 10 ratings x 0.2 -> the last two by time; 4 x 0.2 -> ceil(0.8) = 1; 2 -> 1
+    assert pairs(validation) == {(1, 18), (1, 19), (3, 5), (4, 1)}
+    assert pairs(train_fit) == pairs(train) - pairs(validation)
+    assert 2 in set(train_fit[Col.USER]) and 2 not in set(validation[Col.USER])
+    assert list(train_fit.dtypes.astype(str)) == list(RATING_COLUMNS.values())
+
+    # validation_fraction None -> holdout_fraction: 10 x 0.35 -> 4, 4 x 0.35 -> 2; min_holdout 3
+    _, validation = validation_holdout(train, SplitSection(holdout_fraction=0.35))
+    assert pairs(validation) == {(1, 16), (1, 17), (1, 18), (1, 19), (3, 4), (3, 5), (4, 1)}
+    _, validation = validation_holdout(train, SplitSection(validation_fraction=0.2, min_holdout=3))
+    assert pairs(validation) == {(1, 17), (1, 18), (1, 19), (3, 3), (3, 4), (3, 5), (4, 1)}
+
+
+@pytest.mark.parametrize("method", ["per_user", "global"])
+def test_validation_and_train_fit_partition_train(method):
+    ratings = random_ratings(400, seed=13, max_per_user=60, n_times=40)
+    cfg = SplitSection(method=method, simulated_cold_share=0.2, validation_fraction=0.25)
+    result = split_ratings(ratings, cfg, seed=5)
+    train, train_fit, validation = result.train, result.train_fit, result.validation
+    assert len(train_fit) + len(validation) == len(train)
+    pd.testing.assert_frame_equal(
+        sorted_rows(pd.concat([train_fit, validation[list(RATING_COLUMNS)]])), sorted_rows(train)
+    )
+    assert not pairs(train_fit) & pairs(validation)
+    assert list(train_fit.dtypes.astype(str)) == list(RATING_COLUMNS.values())
+    assert list(validation.columns) == list(result.test.columns)
+    assert (validation.dtypes == result.test.dtypes).all()
+    assert validation[Col.RELEVANT].tolist() == (validation[Col.RATING] >= 4.0).tolist()
+    facts = result.facts
+    assert facts["n_validation_ratings"] == len(validation) > 0
+    assert facts["n_train_fit_ratings"] == len(train_fit)
+    assert facts["n_validation_users"] == validation[Col.USER].nunique()
+    with_relevant = validation.loc[validation[Col.RELEVANT], Col.USER].unique()
+    assert facts["n_validation_users_with_relevant"] == len(with_relevant)
+    by_fit = result.cohorts.set_index(Col.USER).loc[with_relevant, Col.COHORT_FIT]
+    assert facts["validation_users_with_relevant_per_cohort"] == {
+        c: int((by_fit == c).sum()) for c in COHORTS
+    }
+    if method == "per_user":
+        assert pairs(validation) == reference_validation_pairs(train, cfg)
+        assert facts["validation_fraction"] == 0.25 and facts["validation_cut_timestamp"] is None
+        # every user with 2+ training ratings keeps at least one in train_fit and gives one
+        n_train = result.cohorts.set_index(Col.USER)[Col.N_TRAIN]
+        n_fit = result.cohorts.set_index(Col.USER)[Col.N_TRAIN_FIT]
+        assert (n_fit[n_train >= 1] >= 1).all()
+        assert set(validation[Col.USER]) == set(n_train[n_train >= 2].index)
+    else:
+        cut2 = int(np.quantile(train[Col.TIMESTAMP], 0.8, method="lower"))
+        assert facts["validation_cut_timestamp"] == cut2 and facts["validation_fraction"] is None
+        assert (validation[Col.TIMESTAMP] >= cut2).all() and (train_fit[Col.TIMESTAMP] < cut2).all()
+
+
+def test_per_user_validation_is_earlier_than_the_users_test_ratings():
+    ratings = random_ratings(300, seed=21, max_per_user=50, n_times=5)  # many ties in time
+    result = split_ratings(ratings, SplitSection(simulated_cold_share=0.2), seed=2)
+
+    def ends(df: pd.DataFrame, last: bool) -> pd.DataFrame:
+        ordered = df.sort_values([Col.USER, Col.TIMESTAMP, Col.ITEM])
+        pick = ordered.groupby(Col.USER).tail(1) if last else ordered.groupby(Col.USER).head(1)
+        return pick.set_index(Col.USER)[[Col.TIMESTAMP, Col.ITEM]]
+
+    joined = ends(result.validation, last=True).join(
+        ends(result.test, last=False), how="inner", rsuffix="_test"
+    )
+    assert len(joined) > 100
+    earlier = (joined[Col.TIMESTAMP] < joined[Col.TIMESTAMP + "_test"]) | (
+        (joined[Col.TIMESTAMP] == joined[Col.TIMESTAMP + "_test"])
+        & (joined[Col.ITEM] < joined[Col.ITEM + "_test"])
+    )
+    assert earlier.all()
+
+
+def test_global_validation_cut_and_empty_train_fit_error():
+    rows = [(1, i, 4.0, i) for i in range(1, 21)]  # user 1 at times 1..20
+    rows += [(2, 1, 5.0, 12), (2, 2, 3.0, 13)]  # user 2: only after the validation cut
+    cfg = SplitSection(method="global", simulated_cold_share=0.0, validation_cut_quantile=0.5)
+    result = split_ratings(ratings_frame(rows), cfg, seed=0)
+    # 22 sorted times 1..11, 12, 12, 13, 13, 14..20: the 0.8 quantile ("lower", index 16) is 15;
+    # train = the 16 times 1..11, 12, 12, 13, 13, 14: its 0.5 quantile (index 7) is 8
+    assert result.facts["cut_timestamp"] == 15
+    assert result.facts["validation_cut_timestamp"] == 8
+    assert result.facts["validation_cut_quantile"] == 0.5
+    assert sorted(result.validation[Col.TIMESTAMP]) == [8, 9, 10, 11, 12, 12, 13, 13, 14]
+    assert sorted(result.train_fit[Col.TIMESTAMP]) == list(range(1, 8))
+    cohorts = result.cohorts.set_index(Col.USER)
+    assert cohorts.loc[2, Col.N_TRAIN] == 2 and cohorts.loc[2, Col.N_TRAIN_FIT] == 0
+    assert cohorts.loc[2, Col.COHORT_FIT] == "cold"
+    assert cohorts.loc[1, Col.N_TRAIN] == 14 and cohorts.loc[1, Col.N_TRAIN_FIT] == 7
+
+    # train = the two ratings at time 1: their cut is 1 and leaves train_fit empty
+    same_time = ratings_frame(
+        [(1, 1, 4.0, 1), (2, 1, 4.0, 1)] + [(1, i, 4.0, 5) for i in range(2, 10)]
+    )
+    with pytest.raises(InputDataError, match="validation_cut_quantile"):
+        split_ratings(same_time, SplitSection(method="global", simulated_cold_share=0.0), 0)
+
+
+def test_cohort_fit_from_n_train_fit():
+    cfg = SplitSection(cold_max=5, light_max=20, medium_max=100)
+    n_train = {10: 7, 11: 21, 12: 101, 13: 3}
+    n_fit = {10: 5, 11: 20, 12: 101, 13: 0}  # user 13: nothing left in train_fit
+    train = ratings_frame([(u, i, 4.0, i) for u, n in n_train.items() for i in range(n)])
+    train_fit = ratings_frame([(u, i, 4.0, i) for u, n in n_fit.items() for i in range(n)])
+    test = ratings_frame([(u, 999, 4.0, 10_000) for u in [*n_train, 14]])  # 14: test only
+    frame = assign_cohorts(train, test, np.zeros(0, np.int32), cfg, train_fit=train_fit)
+    cohorts = frame.set_index(Col.USER)
+    assert cohorts[Col.N_TRAIN_FIT].to_dict() == {**n_fit, 14: 0}
+    assert cohorts[Col.COHORT].to_dict() == {
+        10: "light",
+        11: "medium",
+        12: "heavy",
+        13: "cold",
+        14: "cold",
+    }
+    assert cohorts[Col.COHORT_FIT].to_dict() == {
+        10: "cold",
+        11: "light",
+        12: "heavy",
+        13: "cold",
+        14: "cold",
+    }
+
+
+def test_dropped_history_is_exactly_what_the_simulation_removed():
+    ratings = random_ratings(300, seed=17, max_per_user=50)
+    result = split_ratings(ratings, SplitSection(simulated_cold_share=0.3), seed=4)
+    dropped = result.dropped_history
+    assert list(dropped.columns) == [Col.USER, Col.ITEM, Col.TIMESTAMP]
+    assert [str(t) for t in dropped.dtypes] == ["int32", "int32", "int64"]
+    assert len(result.train) + len(result.test) + len(dropped) == len(ratings)
+    kept = pd.concat([result.train, result.test[list(RATING_COLUMNS)]])
+    removed = ratings.merge(kept, how="left", indicator=True)
+    removed = removed[removed["_merge"] == "left_only"][[Col.USER, Col.ITEM, Col.TIMESTAMP]]
+    pd.testing.assert_frame_equal(sorted_rows(dropped), sorted_rows(removed))
+    simulated = result.cohorts.loc[result.cohorts[Col.SIMULATED_COLD], Col.USER]
+    assert set(dropped[Col.USER]) == set(simulated)
+    assert result.facts["n_dropped_history"] == len(dropped) > 0
+    assert result.facts["n_dropped_history"] == result.facts["n_dropped_simulated_cold"]
+    # the simulation does not change the test set, and without it nothing is dropped
+    assert pairs(result.test) == reference_test_pairs(ratings, NO_SIM)
+    none = split_ratings(ratings, NO_SIM, seed=4).dropped_history
+    assert len(none) == 0 and [str(t) for t in none.dtypes] == ["int32", "int32", "int64"]
+
+
+@pytest.mark.parametrize("method", ["per_user", "global"])
+def test_split_is_deterministic_whatever_the_row_order(method):
+    ratings = random_ratings(300, seed=23, max_per_user=50, n_times=8)
+    cfg = SplitSection(method=method, simulated_cold_share=0.2)
+    a = split_ratings(ratings, cfg, seed=9)
+    b = split_ratings(ratings.sample(frac=1.0, random_state=77), cfg, seed=9)
+    # tables keep their input row order, so rows are compared in one canonical order
+    for name in ("train", "test", "validation", "train_fit", "dropped_history"):
+        pd.testing.assert_frame_equal(sorted_rows(getattr(a, name)), sorted_rows(getattr(b, name)))
+    pd.testing.assert_frame_equal(a.cohorts, b.cohorts)
+    drop_time = {"split_seconds"}
+    assert {k: v for k, v in a.facts.items() if k not in drop_time} == {
+        k: v for k, v in b.facts.items() if k not in drop_time
+    }
 
 
 # ---------------------------------------------------------------------------- split_ratings
@@ -331,12 +540,29 @@ def test_split_core_writes_validated_tables(ml_small_ratings, tmp_path):
     pytest.importorskip("tasks.validation")
     from tasks.io import read_table, write_table
     from tasks.split import split_core
+    from tasks.validation import format_failures, validate_table
 
     ratings_ref = write_table(ml_small_ratings, tmp_path, "data/ratings.parquet")
     out = split_core(str(ratings_ref.path), SplitSection(), 42, str(tmp_path))
-    assert set(out["artifacts"]) == {"train", "test", "cohorts"}
-    test = read_table(out["artifacts"]["test"])
-    cohorts = read_table(out["artifacts"]["cohorts"])
-    assert out["artifacts"]["test"].relpath == "data/test.parquet"
+    names = ["train", "test", "cohorts", "validation", "train_fit", "dropped_history"]
+    assert list(out["artifacts"]) == names
+    tables = {name: read_table(out["artifacts"][name]) for name in names}
+    for name in names:
+        assert out["artifacts"][name].relpath == f"data/{name}.parquet"
+        assert out["facts"]["validation"][name]["success"]
+    assert out["facts"]["validation"]["train_fit"]["suite"] == "train"
+    test, cohorts = tables["test"], tables["cohorts"]
     assert len(cohorts) == 610 and test[Col.RELEVANT].dtype == bool
     assert out["facts"]["n_test_users"] == 610
+    # simulated cold users keeping a single training rating give no validation row
+    assert out["facts"]["n_validation_users"] == int((cohorts[Col.N_TRAIN] >= 2).sum()) > 540
+    assert len(tables["dropped_history"]) == out["facts"]["n_dropped_history"] > 0
+    # the files as written (read back) pass their suites, with the references the inventory uses
+    references = {
+        "test": {"train": tables["train"]},
+        "validation": {"train_fit": tables["train_fit"]},
+    }
+    for name, table in tables.items():
+        suite = "train" if name == "train_fit" else name
+        summary = validate_table(table, suite, source=name, references=references.get(name))
+        assert summary["success"], format_failures(summary)

@@ -244,6 +244,22 @@ def test_test_suite_flags_pairs_leaking_from_train():
     assert train_summary["success"]
 
 
+def test_validation_suite_flags_pairs_leaking_from_train_fit():
+    train_fit = ratings_frame([1, 1], [1, 2], [4.0, 3.0])
+    validation = ratings_frame([1, 2], [2, 1], [5.0, 4.0])
+    validation[Col.RELEVANT] = validation[Col.RATING] >= 4.0
+    summary = validate_table(
+        validation, "validation", source="v", references={"movies": MOVIES, "train_fit": train_fit}
+    )
+    assert [f["column"] for f in summary["failed"]] == ["user_id, movie_id"]
+    message = summary["failed"][0]["message"]
+    assert "1 of 2 validation (user_id, movie_id) pairs also occur in train_fit" in message
+    validation = validation.iloc[[1]]
+    assert validate_table(
+        validation, "validation", source="v", references={"movies": MOVIES, "train_fit": train_fit}
+    )["success"]
+
+
 def test_cohorts_suite():
     cohorts = pd.DataFrame(
         {
@@ -251,6 +267,8 @@ def test_cohorts_suite():
             Col.N_TRAIN: np.array([0, 12, 300], dtype=np.int32),
             Col.COHORT: pd.Series(["cold", "light", "heavy"], dtype="str"),
             Col.SIMULATED_COLD: np.array([False, True, False]),
+            Col.N_TRAIN_FIT: np.array([0, 9, 240], dtype=np.int32),
+            Col.COHORT_FIT: pd.Series(["cold", "light", "heavy"], dtype="str"),
         }
     )
     assert validate_table(cohorts, "cohorts", source="c")["success"]
@@ -258,6 +276,13 @@ def test_cohorts_suite():
     summary = validate_table(cohorts, "cohorts", source="c")
     assert failed_types(summary) == [("expect_column_values_to_be_in_set", Col.COHORT)]
     assert "warm" in summary["failed"][0]["message"]
+    cohorts.loc[1, Col.COHORT] = "light"
+    cohorts.loc[2, Col.N_TRAIN_FIT] = 301  # more in train_fit than in train
+    summary = validate_table(cohorts, "cohorts", source="c")
+    assert failed_types(summary) == [
+        ("expect_column_pair_values_a_to_be_greater_than_b", Col.N_TRAIN_FIT)
+    ]
+    assert "n_train_fit > n_train" in summary["failed"][0]["message"]
 
 
 def test_an_unknown_expectation_type_is_an_error_not_silently_dropped(tmp_path, monkeypatch):
