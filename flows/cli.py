@@ -143,14 +143,18 @@ STEP_TEXT = {
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
-    from tasks.candidates import recommend_for_user
     from tasks.errors import UsageError
     from tasks.io import latest_run
+    from tasks.ranking import recommend_for_user
 
+    if args.k < 1:  # before any loading
+        raise UsageError(f"--k must be at least 1, got {args.k}.")
     if args.run:
         run_dir = Path(args.run)
-        if not (run_dir / "models").is_dir():
-            raise UsageError(f"{run_dir} is not a run directory (no models/ inside); pass --run DIR of a finished run.")
+        if not (run_dir / "tuning" / "policy.json").is_file():
+            raise UsageError(
+                f"{run_dir} is not a finished run directory (no tuning/policy.json inside); pass --run DIR of a finished run."
+            )
     else:
         run_dir = latest_run(args.artifacts, args.profile)
         if run_dir is None:
@@ -162,17 +166,20 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     mode = str(table["mode"].iloc[0]) if len(table) else "personalised"
     step = int(table["relaxation_step"].iloc[0]) if len(table) else 0
     print(f"user {args.user}: {len(table)} movies ({mode}) from {run_dir}")
+    if "k_capped_from" in table.attrs:
+        print(f"--k {table.attrs['k_capped_from']} is more than this run's list length k_final = {table.attrs['k_final']}: showing {table.attrs['k_final']}")
+    print("in served order (MMR over the z-scored blend; scores are per-user z-scores, see hybrid/scoring_schema.md)")
     if args.genre or args.provider:
         print(STEP_TEXT.get(step, f"relaxation step {step}"))
     for row in table.itertuples(index=False):
-        collab = "  n/a " if row.collab != row.collab else f"{row.collab:.3f}"  # NaN: content only
+        collab = "  n/a " if row.collab != row.collab else f"{row.collab:+.2f}"  # NaN: no CF evidence
         has_year = row.year is not None and row.year == row.year and f"({int(row.year)})" in row.title
         year = "" if has_year or row.year is None or row.year != row.year else f" ({int(row.year)})"
         print(
-            f"{row.rank:>3}. {row.title}{year}  score {row.score:.3f}  collab {collab}  "
-            f"content {row.content:.3f}  - {row.reason}"
+            f"{row.rank:>3}. {row.title}{year} [{row.genres}]  score {row.score:+.2f}  collab {collab}  "
+            f"content {row.content:+.2f}  - {row.reason}"
         )
-    if len(table) < args.k:
+    if len(table) < min(args.k, table.attrs.get("k_final", args.k)):
         print(f"only {len(table)} movies left after filters and already-seen items")
     return EXIT_OK
 

@@ -15,10 +15,9 @@ What a worker reads (from the run directory, so a remote worker needs the artifa
 the same path): once per worker process ``models/user_index.parquet``,
 ``models/item_index.parquet``, ``data/test.parquet`` (user, movie, relevant) and
 ``data/cohorts.parquet`` to plan the batches, then - only when it has a batch to compute -
-``models/content_embeddings.npy``, ``models/item_features.parquet``,
-``models/item_neighbors.npy``, ``models/item_neighbor_sims.npy``, ``models/content_meta.json``,
-``models/user_factors.npy``, ``models/item_factors.npy``, ``models/collab_item_index.parquet``,
-``models/collab_meta.json``, ``data/train.parquet`` and ``data/movies.parquet``. Per batch it reads
+the content features under ``models/``, every CF model under ``models/cf/<role>/`` with
+``models/cf/roles.json``, ``tuning/policy.json``, ``data/train.parquet``,
+``data/dropped_history.parquet`` and ``data/movies.parquet``. Per batch it reads
 nothing more and writes one part file (atomically).
 
 Dask does not enforce Prefect task timeouts: the flow stops *waiting* at the evaluation budget
@@ -39,10 +38,10 @@ from prefect.futures import wait
 
 from tasks.budget import StageTimeout
 from tasks.io import ArtifactRef
-from tasks.profile import CandidatesSection, EvalSection, PolicySection, RunProfile, SplitSection
+from tasks.profile import CandidatesSection, ContentSection, EvalSection, PolicySection, RunProfile, SplitSection
 from tasks.stage import StageOutput
 
-__all__ = ["dask_task_runner", "evaluation_batches_dask", "evaluation_refs", "run_dask_batches"]
+__all__ = ["dask_task_runner", "evaluation_batches_dask", "run_dask_batches"]
 
 
 @task(name="evaluation-batch", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
@@ -53,14 +52,13 @@ def evaluate_batch(
     candidates_cfg: CandidatesSection,
     policy: PolicySection,
     split_cfg: SplitSection,
+    content_cfg: ContentSection,
     index: int,
 ) -> dict[str, Any]:
     """One batch on a Dask worker: compute it and write its part file (skipped when present)."""
     from tasks.evaluation import checkpoint_batch
 
-    return checkpoint_batch(
-        run_dir, refs, eval_cfg, candidates_cfg, policy, split_cfg, index, threads=1
-    )
+    return checkpoint_batch(run_dir, refs, eval_cfg, candidates_cfg, policy, split_cfg, content_cfg, index, threads=1)
 
 
 @flow(name="evaluation-batches-dask")
@@ -71,12 +69,13 @@ def evaluation_batches_dask(
     candidates_cfg: CandidatesSection,
     policy: PolicySection,
     split_cfg: SplitSection,
+    content_cfg: ContentSection,
     batches: list[int],
     budget_seconds: float,
 ) -> dict[str, Any]:
     """Map one task per batch onto the flow's Dask task runner; wait at most ``budget_seconds``."""
     started = time.monotonic()
-    static = [unmapped(v) for v in (run_dir, refs, eval_cfg, candidates_cfg, policy, split_cfg)]
+    static = [unmapped(v) for v in (run_dir, refs, eval_cfg, candidates_cfg, policy, split_cfg, content_cfg)]
     futures = evaluate_batch.map(*static, batches)
     done, not_done = wait(futures, timeout=budget_seconds)
     if not_done:
@@ -106,48 +105,28 @@ def dask_task_runner(profile: RunProfile) -> Any:
     )
 
 
-def evaluation_refs(
-    features: StageOutput,
-    collab: StageOutput,
-    train: ArtifactRef,
-    test: ArtifactRef,
-    cohorts: ArtifactRef,
-    movies: ArtifactRef | None,
-) -> dict[str, ArtifactRef]:
-    """The artifact refs the evaluation reads, named as :func:`tasks.evaluation.evaluate_models`
-    names them (so the part key is the same)."""
-    refs = {
-        **features.artifacts,
-        **collab.artifacts,
-        "train": train,
-        "test": test,
-        "cohorts": cohorts,
-    }
-    if movies is not None:
-        refs["movies"] = movies
-    return refs
-
-
 def run_dask_batches(
     profile: RunProfile,
     run_dir: str,
     *,
     features: StageOutput,
     collab: StageOutput,
+    tuning: StageOutput,
     train: ArtifactRef,
     test: ArtifactRef,
     cohorts: ArtifactRef,
-    movies: ArtifactRef | None,
+    movies: ArtifactRef,
+    dropped_history: ArtifactRef,
     budget_seconds: float,
 ) -> dict[str, Any]:
     """Compute the evaluation's missing batch parts on Dask (nothing to do: no cluster started).
 
     Returns ``{"batches", "missing", "computed", "seconds"}``.
     """
-    from tasks.evaluation import checkpoint_batch
+    from tasks.evaluation import checkpoint_batch, evaluation_refs
 
-    refs = evaluation_refs(features, collab, train, test, cohorts, movies)
-    cfgs = (profile.eval, profile.candidates, profile.policy, profile.split)
+    refs = evaluation_refs(features, collab, tuning, train, test, cohorts, movies, dropped_history)
+    cfgs = (profile.eval, profile.candidates, profile.policy, profile.split, profile.content)
     plan = checkpoint_batch(run_dir, refs, *cfgs, None)
     summary = {
         "batches": plan["n_batches"],

@@ -57,10 +57,10 @@ def recommender_pipeline(
     from tasks.content import build_features
     from tasks.edge_cases import run_edge_cases
     from tasks.evaluation import evaluate_models
+    from tasks.handoff import build_handoff
     from tasks.ingest import ingest_data, source_fingerprint
     from tasks.inventory import build_inventory
     from tasks.regression import check_regression, find_baseline
-    from tasks.signoff import build_handoff
     from tasks.split import split_data
     from tasks.tuning import tune_policy
 
@@ -200,10 +200,10 @@ def recommender_pipeline(
             evaluation=evaluation,
             features=features,
             collab=collaborative,
+            tuning=tuning,
+            test=split.ref("test"),
             **tables,
             cfg=prof.case_studies,
-            candidates_cfg=prof.candidates,
-            split_cfg=prof.split,
             seed=prof.run.seed,
         )
         edge_cases = runner.run(
@@ -212,11 +212,12 @@ def recommender_pipeline(
             prof.budgets.edge_cases,
             features=features,
             collab=collaborative,
+            tuning=tuning,
+            test=split.ref("test"),
             **tables,
             cfg=prof.edge_cases,
             ingest_cfg=prof.ingest,
             candidates_cfg=prof.candidates,
-            policy=prof.policy,
             split_cfg=prof.split,
             eval_cfg=prof.eval,
             seed=prof.run.seed,

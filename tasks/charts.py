@@ -1,39 +1,49 @@
-"""Charts: the six PNG figures of the offline-metrics stage (DESIGN.md step 8, seed 4.1).
+"""Charts: the figures of the evaluation stage (DESIGN.md step 8), drawn from the run's own tables.
 
-Place in the pipeline: after evaluation (:mod:`tasks.evaluation`) and tuning
-(:mod:`tasks.tuning`), beside :mod:`tasks.reports`, whose ``offline_metrics.md`` embeds these
-figures. Inputs are the run's own tables, passed in as DataFrames and dicts; nothing here
-computes a metric, it only draws the numbers it is given (the lift is the ratio of two given
-numbers, its interval the paired-test interval divided by the baseline mean).
+Place in the pipeline: the ``evaluation`` stage (:mod:`tasks.evaluation`) scores the tuned policy
+and every tuned baseline once on test, then calls :func:`write_all_charts`; :mod:`tasks.reports`
+links the figures from ``offline_metrics.md``. Nothing here computes a metric: it draws the
+numbers it is given (the lift is the ratio of two given numbers, its interval the paired-test
+interval divided by the baseline mean).
 
-- ``metrics``: the long metrics table (:func:`tasks.metrics.metrics_long_table`): model,
-  cohort, metric, k, value, ci_low, ci_high, n_users.
-- ``paired``: the paired-tests table (:func:`tasks.metrics.paired_tests_table`).
-- ``tuning_results``: one row per (alpha, cohort) of the alpha grid: alpha, cohort,
-  users_eval, users_skipped, mean_cand, recall@10, map@10, alpha_time_sec, alpha_timed_out.
-- ``per_user_recall``: {model: per-user Recall@K array over the evaluated users}.
-- ``policy``: the chosen content weight per cohort (see :func:`policy_parts` for the shapes).
+Inputs, passed in as DataFrames and dicts:
+
+- ``metrics``: the long TEST table (``eval/metrics.parquet``): model, cohort, metric, k, value,
+  ci_low, ci_high, n_users.
+- ``paired``: the paired tests on test (``eval/paired_tests.parquet``): tuned policy - baseline.
+- ``tuning_results``: the content-weight grid of the chosen configuration on the VALIDATION split
+  (``tuning/tuning_results.csv``): split, alpha, cohort, users_eval, ..., recall@10, map@10, ...
+- ``validation``: ``tuning/validation_metrics.csv`` (model, recall@10, map@10, ndcg@10, users,
+  ...): every model's validation figures, drawn beside its test figures.
+- ``per_user_recall``: {model: per-user Recall@K on test}.
+- ``policy``: ``tuning/policy.json`` (its ``alphas``; see :func:`policy_parts`).
 
 Figures (:data:`FIGURE_FILES`, written by :func:`write_all_charts` into ``figures/``):
 
+- ``models_on_test.png`` - Recall, MAP and NDCG at K=10 of every model on test (bars with the
+  bootstrap interval), the same model's validation value marked beside each bar; the tuned policy
+  first, then the baselines by test Recall@10.
 - ``metric_vs_k.png`` - Recall@K against K, one line per model, bootstrap band (all users).
-- ``cohort_recall.png`` - Recall@10 per cohort x model, bars with CI error bars, n per cohort.
-- ``alpha_sweep.png`` - Recall@10 against alpha, one line per cohort; the chosen alpha is a
-  star, a grid point that hit its time budget an X.
-- ``beyond_accuracy.png`` - three panels per model at K=10: user and catalog coverage,
-  novelty, intra-list diversity.
+- ``cohort_recall.png`` - Recall@10 per cohort x model, bars with interval error bars, n per cohort.
+- ``alpha_sweep.png`` - VALIDATION Recall@10 of the chosen configuration against the content
+  weight alpha, one line per cohort; the chosen alpha is a star, a grid point that hit its time
+  budget an X.
+- ``beyond_accuracy.png`` - three panels per model at K=10: user and catalog coverage, novelty,
+  intra-list diversity.
 - ``recall_distribution.png`` - histogram and ECDF of per-user Recall@10 per model, with the
   share of users whose Recall@10 is zero.
-- ``lift_over_baseline.png`` - lift of the chosen policy over the best baseline in each cohort,
-  in %, with the paired-bootstrap interval when the paired tests hold one.
+- ``lift_over_baseline.png`` - lift of the tuned policy over the best baseline in each cohort, in
+  %, with the paired-bootstrap interval, coloured by what the interval says, and the sign-off's
+  lift gate (``signoff.min_lift``) over the all-users bar.
 
 Drawing uses matplotlib's object-oriented API (a ``Figure`` rendered by the Agg canvas, never
-pyplot): no global figure registry, so it is safe in Prefect's worker threads and each figure
-is freed when its function returns, whatever ``MPLBACKEND`` says. Every file is written
-atomically (:func:`tasks.io.atomic_path`). Missing data: a model, cohort or metric absent from
-the input is skipped and the chart says so in a note under the plot; a chart with nothing to
-draw is still written, with the reason in place of the plot, so a report link resolves and
-shows why. An input without a required column is an error that names the column.
+pyplot): no global figure registry, so it is safe in Prefect's worker threads and each figure is
+freed when its function returns, whatever ``MPLBACKEND`` says. Legends sit outside the plotting
+area, so they never hide a bar. Every file is written atomically (:func:`tasks.io.atomic_path`).
+Missing data: a model, cohort or metric absent from the input is skipped and the chart says so in
+a note under the plot; a chart with nothing to draw is still written, with the reason in place of
+the plot, so a report link resolves and shows why. An input without a required column is an error
+that names the column.
 """
 
 from __future__ import annotations
@@ -53,7 +63,7 @@ __all__ = [
     "DPI",
     "FIGURE_FILES",
     "METRIC_LABELS",
-    "MODEL_DESCRIPTIONS",
+    "MODEL_LABELS",
     "MODEL_ORDER",
     "alpha_sweep_chart",
     "beyond_accuracy_chart",
@@ -62,14 +72,19 @@ __all__ = [
     "lift_chart",
     "lift_over_best_baseline",
     "metric_vs_k_chart",
+    "model_label",
     "model_order",
+    "models_on_test_chart",
     "policy_parts",
     "recall_distribution_chart",
+    "summary_order",
+    "validation_table",
     "write_all_charts",
 ]
 
 #: Chart name -> file inside the run directory.
 FIGURE_FILES: dict[str, str] = {
+    "models_on_test": "figures/models_on_test.png",
     "metric_vs_k": "figures/metric_vs_k.png",
     "cohort_recall": "figures/cohort_recall.png",
     "alpha_sweep": "figures/alpha_sweep.png",
@@ -92,26 +107,28 @@ METRIC_LABELS: dict[str, str] = {
     "intra_list_diversity": "Intra-list diversity",
 }
 
-#: Models in the order charts and reports list them; any other model follows alphabetically.
+#: The models of the evaluation (tasks.evaluation), in their fixed order: the tuned policy, the
+#: tuned CF baselines, the untuned baselines. Colours follow this order; other models follow.
 MODEL_ORDER: tuple[str, ...] = (
     "tuned_policy",
-    "seed_policy",
-    "cf_full",
-    "cf_only",
-    "content_full",
-    "content_only",
+    "ease",
+    "item_knn",
+    "als",
     "popularity",
+    "content",
+    "seed_policy",
 )
 
-#: What each model name means (words only: no number here is a result).
-MODEL_DESCRIPTIONS: dict[str, str] = {
-    "tuned_policy": "hybrid, content weight alpha per cohort chosen by the tuning stage",
-    "seed_policy": "hybrid, the seed system's fixed content weight per cohort",
-    "cf_full": "collaborative filtering alone, ranked over the full catalog",
-    "cf_only": "collaborative scores alone through the candidate path (pool, filters, re-ranking)",
-    "content_full": "content similarity alone, ranked over the full catalog",
-    "content_only": "content scores alone through the candidate path (pool, filters, re-ranking)",
-    "popularity": "popularity baseline: one ranking of items by training popularity for everyone",
+#: Display name of each model (a name, not a result: what each one is comes from the run's files,
+#: see :func:`tasks.reports.describe_models`).
+MODEL_LABELS: dict[str, str] = {
+    "tuned_policy": "tuned policy",
+    "ease": "EASE",
+    "item_knn": "item kNN",
+    "als": "ALS",
+    "popularity": "popularity",
+    "content": "content",
+    "seed_policy": "seed policy",
 }
 
 #: Resolution of every figure (pixels per inch); sizes are in inches.
@@ -127,7 +144,7 @@ _PAIRED_NEEDED = (
     "ci_low",
     "ci_high",
 )
-# matplotlib's tab10, fixed per model so a model keeps its colour across the six charts.
+# matplotlib's tab10, fixed per model so a model keeps its colour across the charts.
 _PALETTE = (
     "#1f77b4",
     "#ff7f0e",
@@ -141,6 +158,8 @@ _PALETTE = (
     "#17becf",
 )
 _NOTE_STYLE = {"fontsize": 8, "color": "dimgray", "style": "italic"}
+# Lift bars coloured by what the paired interval says.
+_BETTER, _TIED, _WORSE, _NO_CI = "#2ca02c", "#9e9e9e", "#d62728", "#c7c7c7"
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -149,11 +168,48 @@ _NOTE_STYLE = {"fontsize": 8, "color": "dimgray", "style": "italic"}
 def model_order(models: Iterable[str]) -> list[str]:
     """Distinct models: :data:`MODEL_ORDER` first, then the rest alphabetically.
 
-    >>> model_order(["popularity", "zeta", "tuned_policy", "cf_full", "alpha"])
-    ['tuned_policy', 'cf_full', 'popularity', 'alpha', 'zeta']
+    >>> model_order(["popularity", "zeta", "tuned_policy", "ease", "alpha"])
+    ['tuned_policy', 'ease', 'popularity', 'alpha', 'zeta']
     """
     present = {str(m) for m in models}
     return [m for m in MODEL_ORDER if m in present] + sorted(present - set(MODEL_ORDER))
+
+
+def model_label(model: str) -> str:
+    """Display name of a model (:data:`MODEL_LABELS`; an unknown model keeps its name).
+
+    >>> model_label("item_knn"), model_label("my_model")
+    ('item kNN', 'my_model')
+    """
+    return MODEL_LABELS.get(str(model), str(model))
+
+
+def summary_order(
+    metrics: pd.DataFrame,
+    policy_model: str = "tuned_policy",
+    metric: str = "recall",
+    k: int = 10,
+    cohort: str = "all",
+) -> list[str]:
+    """Models of ``metrics``: the policy first, then the rest by ``metric``@k in ``cohort``,
+    best first (ties and models without that row: :func:`model_order`).
+
+    >>> m = pd.DataFrame({"model": ["als", "tuned_policy", "ease", "content"], "cohort": "all",
+    ...                   "metric": "recall", "k": 10, "value": [0.06, 0.05, 0.07, None]})
+    >>> summary_order(m)
+    ['tuned_policy', 'ease', 'als', 'content']
+    """
+    models = model_order(metrics["model"].astype(str))
+    rows = _rows(metrics, metric=metric, k=k, cohort=cohort)
+    value = {str(r["model"]): float(r["value"]) for r in rows.to_dict("records")}
+    rank = {m: i for i, m in enumerate(models)}
+
+    def key(model: str) -> tuple[int, float, int]:
+        v = value.get(model, np.nan)
+        return (0, -v, rank[model]) if np.isfinite(v) else (1, 0.0, rank[model])
+
+    rest = sorted((m for m in models if m != policy_model), key=key)
+    return ([policy_model] if policy_model in models else []) + rest
 
 
 def cohort_order(cohorts: Iterable[str]) -> list[str]:
@@ -170,14 +226,14 @@ def cohort_order(cohorts: Iterable[str]) -> list[str]:
 def policy_parts(policy: Mapping[str, Any] | None) -> tuple[dict[str, float], dict[str, Any]]:
     """(alpha per cohort, provenance) from a policy dict.
 
-    Accepted shapes: ``{"alphas": {cohort: alpha}, "provenance": {...}}`` or a flat
-    ``{cohort: alpha, ..., "provenance": {...}}``. Provenance is free-form: keys that are
-    cohorts describe that cohort's choice, other keys the policy as a whole.
+    Accepted shapes: ``tuning/policy.json`` (``{"alphas": {cohort: alpha}, "provenance": {...},
+    ...}``) or a flat ``{cohort: alpha, ..., "provenance": {...}}``. Provenance is free-form: keys
+    that are cohorts describe that cohort's choice, other keys the policy as a whole.
 
     >>> policy_parts({"cold": 0.15, "heavy": 0.8, "provenance": {"cold": "seed fallback"}})
     ({'cold': 0.15, 'heavy': 0.8}, {'cold': 'seed fallback'})
-    >>> policy_parts({"alphas": {"light": 0.4}, "provenance": {"source": "grid"}})
-    ({'light': 0.4}, {'source': 'grid'})
+    >>> policy_parts({"alphas": {"light": 0.4}, "ranking": {}, "provenance": {"grid": [0, 1]}})
+    ({'light': 0.4}, {'grid': [0, 1]})
     """
     if not policy:
         return {}, {}
@@ -198,6 +254,24 @@ def policy_parts(policy: Mapping[str, Any] | None) -> tuple[dict[str, float], di
     return alphas, provenance
 
 
+def validation_table(validation: Any) -> pd.DataFrame | None:
+    """``tuning/validation_metrics.csv`` as a frame indexed by model (None when not given).
+
+    Accepts the frame itself or its records (a list of dicts, as the report context holds it).
+
+    >>> validation_table([{"model": "ease", "recall@10": 0.12}]).loc["ease", "recall@10"]
+    np.float64(0.12)
+    """
+    if validation is None:
+        return None
+    frame = validation if isinstance(validation, pd.DataFrame) else pd.DataFrame(list(validation))
+    if frame.empty:
+        return None
+    _require(frame, ("model",), "validation metrics")
+    frame = frame.assign(model=frame["model"].astype(str))
+    return frame.drop_duplicates("model").set_index("model")
+
+
 def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"{what} must be a pandas DataFrame, got {type(frame).__name__}")
@@ -205,7 +279,7 @@ def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
     if missing:
         raise ValueError(
             f"{what} lacks column(s) {missing}; it has {list(frame.columns)}. Pass the table "
-            "the evaluation stage wrote (see tasks.metrics for the columns)."
+            "the evaluation or tuning stage wrote (see tasks.metrics and tasks.tuning)."
         )
 
 
@@ -236,10 +310,11 @@ def _n_text(values: Iterable[Any]) -> str:
 
 
 def _cohort_colour(cohort: str, cohorts: Sequence[str]) -> str:
-    known = ["all", *COHORTS]
-    extras = [c for c in cohorts if c not in known]
-    index = known.index(cohort) if cohort in known else len(known) + extras.index(cohort)
-    return _PALETTE[index % len(_PALETTE)]
+    if cohort == "all":
+        return "black"
+    extras = [c for c in cohorts if c not in ("all", *COHORTS)]
+    index = COHORTS.index(cohort) if cohort in COHORTS else len(COHORTS) + extras.index(cohort)
+    return _PALETTE[(index + 1) % len(_PALETTE)]
 
 
 def _column_label(column: str) -> str:
@@ -250,6 +325,10 @@ def _column_label(column: str) -> str:
 
 def _cohort_label(cohort: str) -> str:
     return "all users" if cohort == "all" else f"cohort {cohort}"
+
+
+def _ci_text(confidence: float | None) -> str:
+    return f"{100 * confidence:g}% bootstrap interval" if confidence else "bootstrap interval"
 
 
 def _figure(width: float, height: float, ncols: int = 1) -> tuple[Any, list[Any]]:
@@ -264,6 +343,12 @@ def _notes(fig: Any, notes: Sequence[str]) -> None:
     """Notes under the plot (missing cohorts, models, how to read the error bars)."""
     if notes:
         fig.supxlabel("\n".join(notes), **_NOTE_STYLE)
+
+
+def _legend_below(ax: Any, ncols: int = 3, **kwargs: Any) -> None:
+    """The axes' legend under its x label: outside the plotting area, so it hides nothing."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=ncols, fontsize=8,
+              frameon=False, **kwargs)  # fmt: skip
 
 
 def _save(fig: Any, path: Path | str) -> Path:
@@ -290,7 +375,7 @@ def _placeholder(path: Path | str, title: str, reason: str) -> Path:
     return _save(fig, path)
 
 
-def _yerr(frame: pd.DataFrame) -> np.ndarray | None:
+def _err(frame: pd.DataFrame) -> np.ndarray | None:
     """Asymmetric error bars from ci_low/ci_high; None when no row has an interval."""
     value = frame["value"].to_numpy(dtype=float)
     low = frame["ci_low"].to_numpy(dtype=float)
@@ -305,16 +390,118 @@ def _missing_cohorts(present: Iterable[str]) -> list[str]:
     return [c for c in COHORTS if c not in present]
 
 
-# --------------------------------------------------------------------------- the six charts
+# --------------------------------------------------------------------------- the charts
+
+
+def models_on_test_chart(
+    metrics: pd.DataFrame,
+    path: Path | str,
+    validation: Any = None,
+    k: int = 10,
+    *,
+    policy_model: str = "tuned_policy",
+    names: Sequence[str] = ("recall", "map", "ndcg"),
+    confidence: float | None = None,
+) -> Path:
+    """Every model on test (bars with the bootstrap interval, all users) with its validation value
+    (a white diamond) beside it: one panel per metric of ``names`` at K=``k``.
+
+    Order: :func:`summary_order` (the policy first, then the baselines by test Recall@k), as the
+    summary table of ``offline_metrics.md``. ``validation``: ``tuning/validation_metrics.csv`` (a
+    frame or its records) or None; a model without a validation value gets no diamond.
+    """
+    _require(metrics, METRICS_TABLE_COLUMNS, "metrics table")
+    title = f"Every model at K={k}: test (bars, {_ci_text(confidence)}) and validation (diamonds)"
+    rows = metrics.loc[
+        (metrics["cohort"].astype(str) == "all")
+        & (metrics["k"].astype(int) == int(k))
+        & metrics["metric"].astype(str).isin(list(names))
+    ]
+    if rows.empty:
+        return _placeholder(path, title, f"the metrics table has no all-users rows at K={k}")
+    val = validation_table(validation)
+    order = [
+        m
+        for m in summary_order(metrics, policy_model, "recall", k)
+        if m in set(rows["model"].astype(str))
+    ]
+    fig, axes = _figure(13.0, 5.5, ncols=len(names))
+    y = np.arange(len(order), dtype=float)
+    notes: list[str] = []
+    no_validation: set[str] = set()
+    for panel, (ax, name) in enumerate(zip(axes, names, strict=True)):
+        label = f"{METRIC_LABELS.get(name, name)}@{k}"
+        sub = rows.loc[rows["metric"].astype(str) == name]
+        sub = sub.set_index(sub["model"].astype(str))
+        present = [m for m in order if m in sub.index]
+        if not present:
+            _empty_panel(ax, f"no {label} rows on test")
+            continue
+        cells = sub.loc[present]
+        pos = y[[order.index(m) for m in present]]
+        ax.barh(pos, cells["value"].to_numpy(dtype=float), height=0.6, xerr=_err(cells), capsize=3,
+                color=[_colour(m, order) for m in present], label="test")  # fmt: skip
+        column = f"{name}@{k}"
+        right = cells["ci_high"].to_numpy(dtype=float)
+        right = np.where(np.isfinite(right), right, cells["value"].to_numpy(dtype=float))
+        if val is not None and column in val.columns:
+            have = [m for m in present if m in val.index and np.isfinite(float(val.loc[m, column]))]
+            no_validation |= set(present) - set(have)
+            if have:
+                vx = val.loc[have, column].to_numpy(dtype=float)
+                ax.scatter(vx, y[[order.index(m) for m in have]], marker="D", s=42, facecolor="white",
+                           edgecolor="black", linewidth=1.2, zorder=5, label="validation")  # fmt: skip
+                for m, v in zip(have, vx, strict=True):
+                    i = present.index(m)
+                    right[i] = max(right[i], v)
+        else:
+            no_validation |= set(present)
+        for i, m in enumerate(present):
+            # the numbers, right of the interval and the diamond
+            text = f"{float(cells.loc[m, 'value']):.4f}"
+            if val is not None and column in val.columns and m in val.index:
+                text += f" (val. {float(val.loc[m, column]):.4f})"
+            note = ax.annotate(text, (right[i], pos[i]), xytext=(5, 0), textcoords="offset points",
+                               va="center", fontsize=7.5)  # fmt: skip
+            note.set_in_layout(False)  # inside the axes (see xlim): the layout need not make room
+        ax.set_xlim(0.0, float(np.nanmax(right)) * 1.75 if np.nanmax(right) > 0 else 1.0)
+        ax.set_yticks(y, [model_label(m) for m in order] if panel == 0 else [""] * len(order))
+        ax.set_ylim(len(order) - 0.5, -0.5)
+        ax.set_title(label)
+        ax.set_xlabel(f"{label} (mean over users)")
+        ax.grid(True, axis="x", alpha=0.3)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [
+        Patch(facecolor="lightgray", edgecolor="black", label=f"test, all users ({_n_text(rows['n_users'])}), "
+              f"error bar = {_ci_text(confidence)}; numbers: test (validation)"),
+        Line2D([], [], linestyle="none", marker="D", markersize=7, markerfacecolor="white",
+               markeredgecolor="black", label="validation (the split the choices were made on)"),
+    ]  # fmt: skip
+    fig.suptitle(title)
+    if val is None:
+        notes.append("No validation figures were given: diamonds not drawn.")
+    elif no_validation:
+        missing = ", ".join(model_label(m) for m in order if m in no_validation)
+        notes.append(f"No validation value for: {missing}.")
+    if val is not None and "users" in val.columns:
+        notes.append(f"Validation users: {_n_text(val['users']).removeprefix('n=')}. Validation and test "
+                     "are different holdouts: compare models within one of them.")  # fmt: skip
+    # one figure legend at the bottom, the notes as its title (a figure legend and supxlabel notes
+    # would share the bottom edge and overlap)
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8, frameon=False,
+               title="\n".join(notes) or None, title_fontsize=8)  # fmt: skip
+    return _save(fig, path)
 
 
 def metric_vs_k_chart(
     metrics: pd.DataFrame, path: Path | str, metric: str = "recall", cohort: str = "all"
 ) -> Path:
-    """``metric``@K against K, one line per model, shaded bootstrap interval; one cohort."""
+    """``metric``@K against K on test, one line per model, shaded bootstrap interval; one cohort."""
     _require(metrics, METRICS_TABLE_COLUMNS, "metrics table")
     label = METRIC_LABELS.get(metric, metric)
-    title = f"{label}@K vs K - {_cohort_label(cohort)}"
+    title = f"{label}@K vs K on test - {_cohort_label(cohort)}"
     rows = _rows(metrics, metric=metric, cohort=cohort)
     if rows.empty:
         return _placeholder(
@@ -327,21 +514,11 @@ def metric_vs_k_chart(
         sub = rows.loc[rows["model"].astype(str) == model].sort_values("k")
         x = sub["k"].to_numpy(dtype=float)
         colour = _colour(model, models)
-        ax.plot(
-            x,
-            sub["value"].to_numpy(dtype=float),
-            marker="o",
-            color=colour,
-            label=f"{model} ({_n_text(sub['n_users'])})",
-        )
-        ax.fill_between(
-            x,
-            sub["ci_low"].to_numpy(dtype=float),
-            sub["ci_high"].to_numpy(dtype=float),
-            color=colour,
-            alpha=0.15,
-            linewidth=0,
-        )
+        ax.plot(x, sub["value"].to_numpy(dtype=float), marker="o", color=colour,
+                linewidth=2.4 if model == "tuned_policy" else 1.4,
+                label=f"{model_label(model)} ({_n_text(sub['n_users'])})")  # fmt: skip
+        ax.fill_between(x, sub["ci_low"].to_numpy(dtype=float), sub["ci_high"].to_numpy(dtype=float),
+                        color=colour, alpha=0.15, linewidth=0)  # fmt: skip
     ax.set_xscale("log")
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.minorticks_off()
@@ -349,21 +526,18 @@ def metric_vs_k_chart(
     ax.set_ylabel(f"{label}@K (mean over evaluated users)")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(title="model", fontsize=9)
-    _notes(
-        fig,
-        ["Shaded band: bootstrap confidence interval (ci_low to ci_high of the metrics table)."],
-    )
+    ax.legend(title="model", fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _notes(fig, ["Shaded band: bootstrap interval (ci_low to ci_high of the metrics table)."])
     return _save(fig, path)
 
 
 def cohort_recall_bars_chart(
     metrics: pd.DataFrame, path: Path | str, k: int = 10, metric: str = "recall"
 ) -> Path:
-    """``metric``@k per cohort (x) and model (bars), with the bootstrap interval as error bars."""
+    """``metric``@k on test per cohort (x) and model (bars), with the bootstrap interval."""
     _require(metrics, METRICS_TABLE_COLUMNS, "metrics table")
     label = f"{METRIC_LABELS.get(metric, metric)}@{k}"
-    title = f"{label} per cohort and model, with confidence intervals"
+    title = f"{label} on test per cohort and model, with bootstrap intervals"
     rows = _rows(metrics, metric=metric, k=k)
     if rows.empty:
         return _placeholder(path, title, f"the metrics table has no '{metric}' rows at K={k}")
@@ -379,20 +553,13 @@ def cohort_recall_bars_chart(
         present = [c for c in cohorts if c in sub.index]
         absent = [c for c in cohorts if c not in sub.index]
         if absent:
-            notes.append(f"{model}: no row for {', '.join(absent)}")
+            notes.append(f"{model_label(model)}: no row for {', '.join(absent)}")
         if not present:
             continue
         cells = sub.loc[present]
         positions = x[[cohorts.index(c) for c in present]] - 0.4 + (j + 0.5) * width
-        ax.bar(
-            positions,
-            cells["value"].to_numpy(dtype=float),
-            width=width,
-            yerr=_yerr(cells),
-            capsize=3,
-            color=_colour(model, models),
-            label=model,
-        )
+        ax.bar(positions, cells["value"].to_numpy(dtype=float), width=width, yerr=_err(cells),
+               capsize=2, color=_colour(model, models), label=model_label(model))  # fmt: skip
     ticks = [
         f"{c}\n{_n_text(rows.loc[rows['cohort'].astype(str) == c, 'n_users'])}" for c in cohorts
     ]
@@ -405,7 +572,7 @@ def cohort_recall_bars_chart(
     missing = _missing_cohorts(cohorts)
     if missing:
         notes.insert(0, f"Not in the metrics table (skipped): cohort {', '.join(missing)}.")
-    notes.append("Error bars: bootstrap confidence interval (ci_low to ci_high).")
+    notes.append("Error bars: bootstrap interval (ci_low to ci_high).")
     _notes(fig, notes)
     return _save(fig, path)
 
@@ -415,19 +582,28 @@ def alpha_sweep_chart(
     path: Path | str,
     chosen: Mapping[str, Any] | None = None,
     metric_column: str = "recall@10",
+    *,
+    configuration: str | None = None,
+    split: str = "validation",
 ) -> Path:
-    """``metric_column`` against alpha, one line per cohort; chosen alpha starred, timeouts X.
+    """The content-weight grid on the VALIDATION split: ``metric_column`` against alpha, one line
+    per cohort (all users dashed); the chosen alpha starred, a timed-out point an X.
 
-    ``chosen`` is the policy (anything :func:`policy_parts` accepts). A timed-out grid point
-    without a value is drawn at 0 with its X, so it is visible rather than silently dropped.
+    ``tuning_results`` is ``tuning/tuning_results.csv``: the grid of the chosen configuration (CF
+    model, pool, boosts, MMR), every other knob fixed. Rows whose ``split`` column is not ``split``
+    are left out. ``chosen`` is the policy (anything :func:`policy_parts` accepts);
+    ``configuration`` a short description of the chosen configuration for the subtitle. A
+    timed-out grid point without a value is drawn at 0 with its X, so it is visible.
     """
     _require(tuning_results, ("alpha", "cohort", metric_column), "tuning results")
     alphas_chosen, _ = policy_parts(chosen)
     label = _column_label(metric_column)
-    title = f"Alpha sweep: {label} vs content weight alpha, per cohort"
-    if tuning_results.empty:
-        return _placeholder(path, title, "the tuning results table has no rows")
+    title = f"Content weight alpha on the {split} split: {label} per cohort"
     frame = tuning_results.copy()
+    if "split" in frame.columns:
+        frame = frame.loc[frame["split"].astype(str) == split]
+    if frame.empty:
+        return _placeholder(path, title, f"the tuning results table has no {split} rows")
     frame["cohort"] = frame["cohort"].astype(str)
     cohorts = cohort_order(frame["cohort"])
     timed_out_col = "alpha_timed_out" in frame.columns
@@ -441,35 +617,22 @@ def alpha_sweep_chart(
         value = sub[metric_column].to_numpy(dtype=float)
         colour = _cohort_colour(cohort, cohorts)
         n = f" ({_n_text(sub['users_eval'])})" if "users_eval" in sub.columns else ""
-        (line,) = ax.plot(
-            alpha, value, marker="o", markersize=4, color=colour, label=f"{cohort}{n}"
-        )
+        name = "all users, one alpha for all" if cohort == "all" else cohort
+        (line,) = ax.plot(alpha, value, marker="o", markersize=4, color=colour,
+                          linestyle="--" if cohort == "all" else "-", label=f"{name}{n}")  # fmt: skip
         handles.append(line)
         if timed_out_col:
             out = sub["alpha_timed_out"].fillna(False).astype(bool).to_numpy()
             if out.any():
-                ax.scatter(
-                    alpha[out],
-                    np.where(np.isfinite(value[out]), value[out], 0.0),
-                    marker="X",
-                    s=90,
-                    color="red",
-                    zorder=4,
-                )
+                ax.scatter(alpha[out], np.where(np.isfinite(value[out]), value[out], 0.0), marker="X",
+                           s=90, color="red", zorder=4)  # fmt: skip
                 crossed = True
         if cohort in alphas_chosen:
             pick = alphas_chosen[cohort]
             hit = np.isclose(alpha, pick)
             if hit.any() and np.isfinite(value[hit][0]):
-                ax.scatter(
-                    [pick],
-                    [value[hit][0]],
-                    marker="*",
-                    s=260,
-                    color=colour,
-                    edgecolors="black",
-                    zorder=5,
-                )
+                ax.scatter([pick], [value[hit][0]], marker="*", s=260, color=colour,
+                           edgecolors="black", zorder=5)  # fmt: skip
                 starred = True
             else:
                 ax.axvline(pick, color=colour, linestyle=":", linewidth=1.2)
@@ -481,7 +644,7 @@ def alpha_sweep_chart(
     if starred:
         handles.append(
             Line2D([], [], linestyle="none", marker="*", markersize=14, color="lightgray",
-                   markeredgecolor="black", label="chosen alpha (policy)")
+                   markeredgecolor="black", label="alpha chosen for the cohort")
         )  # fmt: skip
     if crossed:
         handles.append(
@@ -490,17 +653,19 @@ def alpha_sweep_chart(
         )  # fmt: skip
     not_chosen = [c for c in alphas_chosen if c not in cohorts]
     if not_chosen:
-        notes.append(f"Policy cohorts without tuning rows: {', '.join(not_chosen)}.")
+        notes.append(f"Policy cohorts without grid rows: {', '.join(not_chosen)}.")
     missing = _missing_cohorts(cohorts)
     if missing:
-        notes.insert(0, f"Not in the tuning results (skipped): cohort {', '.join(missing)}.")
+        notes.insert(0, f"Not in the grid (skipped): cohort {', '.join(missing)}.")
     if not timed_out_col:
         notes.append("The tuning results have no alpha_timed_out column: timeouts not shown.")
-    ax.set_xlabel("alpha (content weight: score = alpha * content + (1 - alpha) * collab)")
-    ax.set_ylabel(f"{label} (mean over evaluated users)")
-    ax.set_title(title)
+    notes.append("Validation users only: the test set played no part in this choice.")
+    ax.set_xlabel("alpha = content share of the blend (0 = collaborative only, 1 = content only)")
+    ax.set_ylabel(f"{label} on validation (mean over users)")
+    ax.set_title(title + (f"\nchosen configuration: {configuration}" if configuration else ""),
+                 fontsize=10 if configuration else None)  # fmt: skip
     ax.grid(True, alpha=0.3)
-    ax.legend(handles=handles, title="cohort (n = users evaluated)", fontsize=9,
+    ax.legend(handles=handles, title="cohort (n = validation users)", fontsize=9,
               loc="upper left", bbox_to_anchor=(1.01, 1.0))  # fmt: skip
     _notes(fig, notes)
     return _save(fig, path)
@@ -509,9 +674,9 @@ def alpha_sweep_chart(
 def beyond_accuracy_chart(
     metrics: pd.DataFrame, path: Path | str, k: int = 10, cohort: str = "all"
 ) -> Path:
-    """Three panels per model at K: coverage (user, catalog), novelty, intra-list diversity."""
+    """Three panels per model at K on test: coverage (user, catalog), novelty, diversity."""
     _require(metrics, METRICS_TABLE_COLUMNS, "metrics table")
-    title = f"Beyond accuracy at K={k} - {_cohort_label(cohort)}"
+    title = f"Beyond accuracy on test at K={k} - {_cohort_label(cohort)}"
     rows = metrics.loc[
         (metrics["k"].astype(int) == int(k)) & (metrics["cohort"].astype(str) == cohort)
     ]
@@ -541,34 +706,29 @@ def beyond_accuracy_chart(
             sub = sub.set_index(sub["model"].astype(str))
             present = [m for m in models if m in sub.index]
             cells = sub.loc[present]
-            err = _yerr(cells)
             positions = y[[models.index(m) for m in present]] - 0.4 + (j + 0.5) * height
-            ax.barh(
-                positions,
-                cells["value"].to_numpy(dtype=float),
-                height=height,
-                xerr=err,
-                capsize=3,
-                color=[_colour(m, models) for m in present],
-                alpha=1.0 if j == 0 else 0.55,
-                hatch=None if j == 0 else "//",
-                label=METRIC_LABELS[name],
-            )
+            ax.barh(positions, cells["value"].to_numpy(dtype=float), height=height, xerr=_err(cells),
+                    capsize=3, color=[_colour(m, models) for m in present],
+                    alpha=1.0 if j == 0 else 0.55, hatch=None if j == 0 else "//",
+                    edgecolor="white" if j else None, label=METRIC_LABELS[name])  # fmt: skip
             drawn = True
         if not drawn:
             _empty_panel(ax, f"no {panel_title.lower()} rows at K={k}")
             continue
-        ax.set_yticks(y, models)
+        ax.set_yticks(y, [model_label(m) for m in models])
         ax.invert_yaxis()
         ax.set_title(panel_title)
         ax.set_xlabel(xlabel)
         ax.grid(True, axis="x", alpha=0.3)
         if len(names) > 1:
-            ax.legend(fontsize=8)
+            from matplotlib.patches import Patch
+
+            swatches = [Patch(facecolor="gray", alpha=1.0 if j == 0 else 0.55, hatch=None if j == 0 else "//",
+                              edgecolor="white", label=METRIC_LABELS[name]) for j, name in enumerate(names)]  # fmt: skip
+            _legend_below(ax, ncols=len(names), handles=swatches)
     fig.suptitle(f"{title} ({_n_text(rows['n_users'])} users)")
     notes.append(
-        "Error bars: bootstrap confidence interval; catalog coverage is a count of distinct "
-        "items, so it has none."
+        "Error bars: bootstrap interval; catalog coverage is a count of distinct items, so it has none."
     )
     _notes(fig, notes)
     return _save(fig, path)
@@ -577,12 +737,11 @@ def beyond_accuracy_chart(
 def recall_distribution_chart(
     per_user_recall: Mapping[str, Any], path: Path | str, k: int = 10
 ) -> Path:
-    """Histogram (share of users per bin) and ECDF of per-user Recall@k, one series per model.
-
-    The legend gives each model's number of users and its share of users with Recall@k = 0.
+    """Histogram (share of users per bin) and ECDF of per-user Recall@k on test, one series per
+    model. The legend gives each model's number of users and its share with Recall@k = 0.
     Arrays must be 1-D, finite and within [0, 1] (they are recalls).
     """
-    title = f"Distribution of per-user Recall@{k}"
+    title = f"Distribution of per-user Recall@{k} on test"
     arrays: dict[str, np.ndarray] = {}
     notes: list[str] = []
     for model, values in (per_user_recall or {}).items():
@@ -607,32 +766,24 @@ def recall_distribution_chart(
         arr = arrays[model]
         colour = _colour(model, models)
         zero = float(np.mean(arr == 0.0))
-        label = f"{model}: n={arr.size:,}, Recall@{k} = 0 for {zero:.1%}"
-        hist_ax.hist(
-            arr,
-            bins=bins,
-            weights=np.full(arr.size, 1.0 / arr.size),
-            histtype="step",
-            linewidth=1.8,
-            color=colour,
-            label=label,
-        )
+        hist_ax.hist(arr, bins=bins, weights=np.full(arr.size, 1.0 / arr.size), histtype="step",
+                     linewidth=1.8, color=colour,
+                     label=f"{model_label(model)}: n={arr.size:,}, Recall@{k} = 0 for {zero:.1%}")  # fmt: skip
         xs = np.sort(arr)
-        ecdf_ax.step(
-            xs, np.arange(1, xs.size + 1) / xs.size, where="post", color=colour, label=model
-        )
+        ecdf_ax.step(xs, np.arange(1, xs.size + 1) / xs.size, where="post", color=colour,
+                     label=model_label(model))  # fmt: skip
     hist_ax.set_title(f"Histogram (bins of width {bins[1] - bins[0]:g})")
     hist_ax.set_xlabel(f"per-user Recall@{k}")
     hist_ax.set_ylabel("share of evaluated users")
     hist_ax.grid(True, alpha=0.3)
-    hist_ax.legend(fontsize=8)
+    _legend_below(hist_ax, ncols=2)
     ecdf_ax.set_title("Empirical CDF")
     ecdf_ax.set_xlabel(f"per-user Recall@{k}")
     ecdf_ax.set_ylabel(f"share of users with Recall@{k} <= x")
     ecdf_ax.set_xlim(-0.02, 1.02)
     ecdf_ax.set_ylim(0.0, 1.02)
     ecdf_ax.grid(True, alpha=0.3)
-    ecdf_ax.legend(fontsize=8, loc="lower right")
+    _legend_below(ecdf_ax, ncols=4)
     fig.suptitle(title)
     _notes(fig, notes)
     return _save(fig, path)
@@ -646,21 +797,21 @@ def lift_over_best_baseline(
     k: int = 10,
     baselines: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Per cohort: the policy's value, the best baseline's, and the lift in %.
+    """Per cohort: the policy's value, the best baseline's, the lift in % and the paired interval.
 
     lift_pct = 100 * (policy - best) / best, best = the highest value among ``baselines``
-    (default: every other model of the table) in that cohort; NaN when best = 0. With a
-    paired-tests row (policy vs that baseline, same cohort, metric, k), ci_low_pct/ci_high_pct
-    = 100 * (paired CI of the mean difference) / baseline_value, and p_value / wilcoxon_p are
-    copied; otherwise they are NaN. Cohorts without a policy row or without any baseline row
-    are left out (the caller reports them as missing).
+    (default: every other model of the table) in that cohort, ties to the model name as in
+    :func:`tasks.tuning.best_baseline`; NaN when best = 0. With a paired-tests row (policy vs that
+    baseline, same cohort, metric, k): mean_diff, ci_low, ci_high (the paired interval of the
+    difference), ci_low_pct / ci_high_pct = 100 * that interval / baseline_value, p_value and
+    wilcoxon_p; otherwise NaN. Cohorts without a policy row or any baseline row are left out.
 
-    >>> m = pd.DataFrame({"model": ["tuned_policy", "popularity", "cf_full"], "cohort": "all",
+    >>> m = pd.DataFrame({"model": ["tuned_policy", "popularity", "ease"], "cohort": "all",
     ...                   "metric": "recall", "k": 10, "value": [0.12, 0.05, 0.10],
     ...                   "ci_low": 0.0, "ci_high": 1.0, "n_users": 40})
     >>> lift_over_best_baseline(m)[["cohort", "best_baseline", "lift_pct"]].round(1)
       cohort best_baseline  lift_pct
-    0    all       cf_full      20.0
+    0    all          ease      20.0
     """
     _require(metrics, METRICS_TABLE_COLUMNS, "metrics table")
     rows = _rows(metrics, metric=metric, k=k)
@@ -676,7 +827,7 @@ def lift_over_best_baseline(
         base = in_cohort.loc[in_cohort["model"].isin(pool)]
         if mine.empty or base.empty:
             continue
-        best = base.loc[base["value"].astype(float).idxmax()]
+        best = base.sort_values(["value", "model"], ascending=[False, True], kind="stable").iloc[0]
         value, best_value = float(mine["value"].iloc[0]), float(best["value"])
         lift = 100.0 * (value - best_value) / best_value if best_value != 0 else np.nan
         record = {
@@ -686,6 +837,9 @@ def lift_over_best_baseline(
             "best_baseline": str(best["model"]),
             "baseline_value": best_value,
             "lift_pct": lift,
+            "mean_diff": np.nan,
+            "ci_low": np.nan,
+            "ci_high": np.nan,
             "ci_low_pct": np.nan,
             "ci_high_pct": np.nan,
             "p_value": np.nan,
@@ -702,6 +856,9 @@ def lift_over_best_baseline(
             ]
             if not hit.empty:
                 row = hit.iloc[0]
+                record["ci_low"], record["ci_high"] = float(row["ci_low"]), float(row["ci_high"])
+                if "mean_diff" in hit.columns:
+                    record["mean_diff"] = float(row["mean_diff"])
                 denominator = float(row["baseline_value"])
                 if denominator != 0:
                     record["ci_low_pct"] = 100.0 * float(row["ci_low"]) / denominator
@@ -711,8 +868,8 @@ def lift_over_best_baseline(
                         record[col] = float(row[col])
         out.append(record)
     columns = [
-        "cohort", "model", "model_value", "best_baseline", "baseline_value", "lift_pct",
-        "ci_low_pct", "ci_high_pct", "p_value", "wilcoxon_p", "n_users",
+        "cohort", "model", "model_value", "best_baseline", "baseline_value", "lift_pct", "mean_diff",
+        "ci_low", "ci_high", "ci_low_pct", "ci_high_pct", "p_value", "wilcoxon_p", "n_users",
     ]  # fmt: skip
     return pd.DataFrame(out, columns=columns)
 
@@ -725,13 +882,19 @@ def lift_chart(
     *,
     paired: pd.DataFrame | None = None,
     metric: str = "recall",
-    min_lift: float | None = None,
+    min_lift: float = 0.0,
+    confidence: float | None = None,
 ) -> Path:
-    """Lift (%) of ``policy_model`` over the best baseline in each cohort, see
-    :func:`lift_over_best_baseline`; error bars from the paired tests when available.
-    ``min_lift`` (a fraction, e.g. the gate's 0.05) draws the gate threshold as a line."""
+    """Lift (%) of ``policy_model`` over the best baseline in each cohort on test
+    (:func:`lift_over_best_baseline`), with the paired interval as error bars.
+
+    Bars are coloured by what the interval says: entirely above 0 (significantly better), across 0
+    (no significant difference), entirely below 0 (significantly worse); without a paired test,
+    light grey. ``min_lift`` is the sign-off's lift gate (``signoff.min_lift``, a fraction; the
+    gates apply it to all users only), drawn as a dashed segment over the all-users bar.
+    """
     label = f"{METRIC_LABELS.get(metric, metric)}@{k}"
-    title = f"Lift of {policy_model} over the best baseline per cohort ({label})"
+    title = f"Lift of the {model_label(policy_model)} over the best baseline on test ({label})"
     lift = lift_over_best_baseline(metrics, paired, policy_model, metric, k)
     if lift.empty:
         present = set(_rows(metrics, metric=metric, k=k)["model"].astype(str))
@@ -752,90 +915,107 @@ def lift_chart(
     high = defined["ci_high_pct"].to_numpy(dtype=float)
     has_ci = np.isfinite(low) & np.isfinite(high)
     err = np.vstack([np.where(has_ci, values - low, 0.0), np.where(has_ci, high - values, 0.0)])
-    ax.bar(
-        x,
-        values,
-        width=0.6,
-        yerr=np.clip(err, 0.0, None) if has_ci.any() else None,
-        capsize=4,
-        color=["#2ca02c" if v >= 0 else "#d62728" for v in values],
-    )
+    colours = [
+        _NO_CI if not c else _BETTER if lo > 0 else _WORSE if hi < 0 else _TIED
+        for c, lo, hi in zip(has_ci, low, high, strict=True)
+    ]
+    ax.bar(x, values, width=0.6, yerr=np.clip(err, 0.0, None) if has_ci.any() else None, capsize=4,
+           color=colours)  # fmt: skip
     for xi, value in zip(x, values, strict=True):
-        # Beside the bar's top, clear of the (centred) error bar.
-        ax.annotate(
-            f"{value:+.1f}%",
-            (xi + 0.3, value),
-            xytext=(3, 0),
-            textcoords="offset points",
-            ha="left",
-            va="center",
-            fontsize=9,
-            fontweight="bold",
-        )
+        # beside the bar's top, clear of the (centred) error bar
+        ax.annotate(f"{value:+.1f}%", (xi + 0.3, value), xytext=(3, 0), textcoords="offset points",
+                    ha="left", va="center", fontsize=9, fontweight="bold")  # fmt: skip
     ax.axhline(0.0, color="black", linewidth=0.8)
-    if min_lift is not None:
-        ax.axhline(100.0 * min_lift, color="gray", linestyle="--", linewidth=1.0,
-                   label=f"gate: lift >= {100.0 * min_lift:g}%")  # fmt: skip
-        ax.legend(fontsize=9)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    level = f"{100 * confidence:g}% " if confidence else ""
+    handles = [
+        Patch(color=_BETTER, label=f"{level}interval above 0:\nsignificantly better"),
+        Patch(color=_TIED, label=f"{level}interval includes 0:\nno significant difference"),
+        Patch(color=_WORSE, label=f"{level}interval below 0:\nsignificantly worse"),
+    ]
+    if not has_ci.all():
+        handles.append(Patch(color=_NO_CI, label="no paired test"))
+    if "all" in set(defined["cohort"]):
+        xa = float(x[list(defined["cohort"]).index("all")])
+        gate = 100.0 * float(min_lift)
+        ax.hlines(
+            gate, xa - 0.42, xa + 0.42, colors="#6a3d9a", linestyles="--", linewidth=2.2, zorder=4
+        )
+        handles.append(
+            Line2D([], [], color="#6a3d9a", linestyle="--", linewidth=2.2,
+                   label=f"sign-off gate (all users):\nlift >= {gate:g}% and interval above 0")
+        )  # fmt: skip
+    ax.legend(
+        handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False
+    )
     ticks = [
-        f"{c}\nn={n:,}\nvs {b}"
+        f"{c}\nn={n:,}\nvs {model_label(b)}"
         for c, n, b in zip(
             defined["cohort"], defined["n_users"], defined["best_baseline"], strict=True
         )
     ]
     ax.set_xticks(x, ticks)
     ax.margins(y=0.2)
-    ax.set_xlabel("cohort (n = evaluated users), best baseline")
+    ax.set_xlabel("cohort (n = evaluated test users), best baseline of the cohort")
     ax.set_ylabel(f"lift of {label} over the best baseline (%)")
     ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)
     missing = _missing_cohorts(lift["cohort"])
     if missing:
         notes.insert(0, f"Not in the metrics table (skipped): cohort {', '.join(missing)}.")
-    if has_ci.all():
-        notes.append("Error bars: paired-bootstrap CI of the mean difference / baseline mean.")
-    elif has_ci.any():
-        without = ", ".join(defined.loc[~has_ci, "cohort"])
-        notes.append(
-            f"Error bars: paired-bootstrap CI / baseline mean; no paired test for {without}."
-        )
+    if has_ci.any():
+        notes.append("Error bars: paired-bootstrap interval of the mean difference / baseline mean. "
+                     "A cohort's gate fails only when its interval is entirely below 0.")  # fmt: skip
     else:
         notes.append("No paired-test rows for these comparisons: no error bars.")
     _notes(fig, notes)
     return _save(fig, path)
 
 
-# --------------------------------------------------------------------------- all six
+# --------------------------------------------------------------------------- all of them
 
 
 def write_all_charts(
     run_dir: Path | str,
     metrics: pd.DataFrame,
-    tuning_results: pd.DataFrame,
+    tuning_results: pd.DataFrame | None,
     per_user_recall: Mapping[str, Any],
     *,
     paired: pd.DataFrame | None = None,
     policy: Mapping[str, Any] | None = None,
+    validation: Any = None,
     k: int = 10,
     policy_model: str = "tuned_policy",
-    min_lift: float | None = None,
+    min_lift: float = 0.0,
+    confidence: float | None = None,
+    configuration: str | None = None,
 ) -> dict[str, Path]:
-    """Write the six figures of :data:`FIGURE_FILES` under ``run_dir``; {name: path}."""
+    """Write the figures of :data:`FIGURE_FILES` under ``run_dir``; {name: path}.
+
+    ``validation``: ``tuning/validation_metrics.csv`` (frame or records); ``min_lift``: the
+    sign-off's lift gate (``signoff.min_lift``); ``confidence``: the interval level of the tables;
+    ``configuration``: a description of the chosen configuration (subtitle of the alpha grid).
+    Without ``tuning_results`` the alpha chart says so.
+    """
     run_dir = Path(run_dir)
     paths = {name: run_dir / rel for name, rel in FIGURE_FILES.items()}
+    models_on_test_chart(metrics, paths["models_on_test"], validation, k, policy_model=policy_model,
+                         confidence=confidence)  # fmt: skip
     metric_vs_k_chart(metrics, paths["metric_vs_k"])
     cohort_recall_bars_chart(metrics, paths["cohort_recall"], k=k)
-    alpha_sweep_chart(
-        tuning_results, paths["alpha_sweep"], chosen=policy, metric_column=f"recall@{k}"
-    )
+    if tuning_results is None:
+        _placeholder(paths["alpha_sweep"], "Content weight alpha on the validation split",
+                     "the run has no tuning/tuning_results.csv")  # fmt: skip
+    else:
+        # the column the alphas were chosen by (policy.json "validation"."metric"), if the grid has it
+        column = str(((policy or {}).get("validation") or {}).get("metric") or f"recall@{k}")
+        column = column if column in tuning_results.columns else f"recall@{k}"
+        alpha_sweep_chart(tuning_results, paths["alpha_sweep"], chosen=policy, metric_column=column,
+                          configuration=configuration)  # fmt: skip
     beyond_accuracy_chart(metrics, paths["beyond_accuracy"], k=k)
     recall_distribution_chart(per_user_recall, paths["recall_distribution"], k=k)
-    lift_chart(
-        metrics,
-        paths["lift_over_baseline"],
-        policy_model=policy_model,
-        k=k,
-        paired=paired,
-        min_lift=min_lift,
-    )
+    lift_chart(metrics, paths["lift_over_baseline"], policy_model=policy_model, k=k, paired=paired,
+               min_lift=min_lift, confidence=confidence)  # fmt: skip
     return paths

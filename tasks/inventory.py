@@ -1,29 +1,37 @@
 """Artifact inventory (stage ``inventory``, issue 4.4.2): every file of a run, hashed and validated.
 
 Place in the pipeline: after ``edge_cases`` and before ``handoff``. The stage walks the run directory
-(``os.walk`` without following symbolic links), and for every file records its relative path, size,
-sha256 (streamed, 4 MiB blocks), kind, producing stage, the run id and a Great Expectations
-validation result. It writes ``inventory/artifact_manifest.json`` (for machines),
-``inventory/artifact_inventory.md`` (for people, linking every file and its Data Docs page) and the
-GX Data Docs into ``inventory/data_docs/``. ``movierec validate RUN_DIR`` (:func:`validate_run_dir`)
-recomputes the hashes and re-runs the same suites later.
+(:func:`tasks.manifest.scan_run_dir`: ``os.walk`` without following symbolic links), and for every
+file records its relative path, size, sha256 (streamed, 4 MiB blocks), kind, producing stage, the
+run id and a Great Expectations validation result. It writes ``inventory/artifact_manifest.json``
+(for machines), ``inventory/artifact_inventory.md`` (for people, linking every file and its Data
+Docs page) and the GX Data Docs into ``inventory/data_docs/``. ``movierec validate RUN_DIR``
+(:func:`validate_run_dir`) recomputes the hashes and re-runs the same suites later. The manifest's
+format (paths, kinds, producing stages, exclusions) is :mod:`tasks.manifest`.
 
 How each file is validated (every file gets at least one GX suite; the validation rate is computed):
 
 - Kind by extension (:func:`classify`): ``table`` (.parquet), ``csv``, ``json``, ``markdown`` (.md),
-  ``png``, ``array`` (.npy/.npz), ``toml``, ``text`` (.txt/.log/.css/.svg/...), ``html``, ``other``;
-  ``symlink`` for a symbolic link.
+  ``png``, ``array`` (.npy/.npz), ``toml``, ``text`` (.txt/.log/.journal/.css/.svg/...), ``html``,
+  ``other``; ``symlink`` for a symbolic link.
 - Every file goes through a *derived facts table* of its kind - one row per file, computed here -
   validated by a real GX suite (``expectations/<kind>_facts.json``): tables parse and every row
-  group decodes; JSON parses, has its required keys (:data:`REQUIRED_JSON_KEYS`) and no NaN;
-  markdown is UTF-8 with a heading and links that resolve inside the run; PNGs decode with a
-  non-zero size; arrays load without pickle and are finite; HTML links resolve; other files read
-  and are not empty. One GX run per kind; when it fails, each row of that kind is re-validated
-  alone so the failure is attributed to the right file.
-- Files that have their own suite are validated by it as well (:data:`SUITE_CHECKS`: the canonical
-  tables, candidates, metrics, tuning results, embeddings, factors, neighbours, manifests,
-  signoff.json), with the same derived check frames their stages use. A suite can also claim files
-  itself: ``meta.artifacts`` (a list of glob patterns relative to the run) plus optional
+  group decodes; CSV files parse with unique column names; JSON parses, has its required keys
+  (:data:`REQUIRED_JSON_KEYS`, by path pattern) and no NaN; markdown is UTF-8 with a heading and
+  links that resolve inside the run; PNGs decode with a non-zero size; arrays load without pickle
+  and are finite; TOML parses and Optuna's ``tuning/study.journal`` has one JSON object per line;
+  HTML links resolve; other files read and are not empty. One GX run per kind; when it fails, each
+  row of that kind is re-validated alone so the failure is attributed to the right file.
+- Files that have their own suite are validated by it as well (:data:`SUITE_CHECKS`), with derived
+  check frames: the canonical tables and the split outputs (train, test, validation, train_fit,
+  dropped_history, cohorts), candidates, ``eval/metrics.parquet``, ``eval/paired_tests.parquet``,
+  ``eval/per_user.parquet``, ``tuning/tuning_results.csv``, ``tuning/validation_metrics.csv``,
+  ``tuning/trials.csv``, the content embeddings and neighbours, every saved CF model
+  (``models/cf/<role>/cf_meta.json`` through ``cf_model``: files, config, index sizes and array
+  shapes; the index tables through ``cf_index``; factor arrays through ``factors``), the hybrid
+  manifests, case studies, edge cases and ``signoff/signoff.json`` (its decision recomputed from its
+  gates, :func:`tasks.decision.signoff_check_frame`). A suite can also claim files itself:
+  ``meta.artifacts`` (a list of glob patterns relative to the run) plus optional
   ``meta.check_frame`` (``"module:function"``, called with the loaded table / array / JSON). A
   parquet table no rule claims is validated by a suite of the same name as its stem when one exists.
 - Big tables (more than ``sample_rows`` rows; 32M ratings on the bench profile) are validated on a
@@ -35,15 +43,15 @@ How each file is validated (every file gets at least one GX suite; the validatio
 Rules for what the manifest covers: ``logs/stages.json`` and ``logs/run_status.json`` are written by
 the flow after every stage, and the manifest / inventory files cannot contain their own hash, so
 these four paths are outside the manifest (:data:`EXCLUDED`); :func:`validate_run_dir` ignores them.
-The ``handoff`` stage appends its own files afterwards (:func:`append_to_manifest`), so the manifest
-covers every other file. The stage is never cached (its output names the run).
+The ``handoff`` stage (:mod:`tasks.handoff`) appends the sign-off files afterwards
+(:func:`append_to_manifest`), so the manifest covers every other file. The stage is never cached
+(its output names the run).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import fnmatch
-import hashlib
 import importlib
 import json
 import math
@@ -63,7 +71,25 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.io import ArtifactRef, file_fingerprint, write_json, write_text
+from tasks.decision import signoff_check_frame
+from tasks.io import ArtifactRef, write_json, write_text
+from tasks.manifest import (
+    DATA_DOCS_DIR,
+    EXCLUDED,
+    INVENTORY_MD,
+    KINDS,
+    MANIFEST,
+    SELF_FILES,
+    WRITTEN_AFTER_STAGES,
+    Entry,
+    classify,
+    inside,
+    load_manifest,
+    manifest_table,
+    producing_stage,
+    scan_run_dir,
+    summarise_manifest,
+)
 from tasks.stage import StageOutput, run_stage_core
 
 __all__ = [
@@ -81,45 +107,12 @@ __all__ = [
     "load_manifest",
     "manifest_table",
     "producing_stage",
+    "required_json_keys",
     "scan_run_dir",
     "validate_entries",
     "validate_run_dir",
 ]
 
-MANIFEST = "inventory/artifact_manifest.json"
-INVENTORY_MD = "inventory/artifact_inventory.md"
-DATA_DOCS_DIR = "inventory/data_docs"
-#: Written by the flow after every stage (``logs/``), or the manifest files themselves.
-WRITTEN_AFTER_STAGES = frozenset({"logs/stages.json", "logs/run_status.json"})
-SELF_FILES = frozenset({MANIFEST, INVENTORY_MD})
-EXCLUDED = WRITTEN_AFTER_STAGES | SELF_FILES
-
-KINDS = (
-    "table",
-    "csv",
-    "json",
-    "markdown",
-    "png",
-    "array",
-    "toml",
-    "text",
-    "html",
-    "other",
-    "symlink",
-)
-_EXTENSIONS = {
-    ".parquet": "table",
-    ".csv": "csv",
-    ".json": "json",
-    ".md": "markdown",
-    ".png": "png",
-    ".npy": "array",
-    ".npz": "array",
-    ".toml": "toml",
-    ".html": "html",
-    ".htm": "html",
-    **dict.fromkeys((".txt", ".log", ".css", ".svg", ".yaml", ".yml", ".js", ".tsv"), "text"),
-}
 #: The facts suite of each kind (``toml`` files are text files whose facts include "parses").
 FACTS_SUITE = {
     "table": "table_facts",
@@ -135,199 +128,54 @@ FACTS_SUITE = {
     "symlink": "symlink_facts",
 }
 
-#: Keys a JSON artifact must have (checked by the ``json_facts`` suite); other JSON files need only parse.
+#: Keys a JSON artifact must have, by path pattern (glob; every matching pattern applies; checked
+#: by the ``json_facts`` suite); other JSON files need only parse.
 REQUIRED_JSON_KEYS: dict[str, tuple[str, ...]] = {
-    "eval/gates.json": ("gates", "all_passed"),
-    "eval/eval_manifest.json": ("facts", "settings"),
-    "eval/regression.json": ("baseline_run", "compare_with", "reason", "significant_drop", "rows"),
-    "tuning/policy.json": ("alphas", "policy_id"),
-    "models/collab_meta.json": ("model", "factors"),
+    "eval/gates.json": ("gates", "all_passed", "best_baseline", "min_lift"),
+    "eval/eval_manifest.json": ("kind", "key", "facts"),
+    "eval/regression.json": (
+        "baseline_run",
+        "compare_with",
+        "compared",
+        "reason",
+        "significant_drop",
+        "rows",
+    ),
+    "tuning/policy.json": (
+        "version",
+        "ranking",
+        "collab",
+        "alphas",
+        "validation",
+        "search",
+        "provenance",
+    ),
+    "tuning/baselines.json": ("version", "baselines"),
+    "models/cf/roles.json": ("roles",),
+    "models/cf/*/cf_meta.json": ("format", "kind", "config", "info", "files"),
     "models/content_meta.json": ("encoder", "n_items"),
     "hybrid/assembly_manifest.json": ("kind",),
     "hybrid/rerank_manifest.json": ("kind",),
     "signoff/signoff.json": ("decision", "reasons", "gates", "run_id", "profile", "git_commit"),
 }
 
-#: Producing stage by path when the stages' own artifact lists do not name a file (first match wins).
-STAGE_RULES: tuple[tuple[str, str], ...] = (
-    ("profile.toml", "flow"),
-    ("logs/*", "flow"),
-    ("data/ratings.parquet", "ingest"),
-    ("data/movies.parquet", "ingest"),
-    ("data/*", "split"),
-    ("models/content_*", "features"),
-    ("models/item_*", "features"),
-    ("models/*factors*", "collaborative"),
-    ("models/user_index*", "collaborative"),
-    ("models/collab_*", "collaborative"),
-    ("hybrid/*", "candidates"),
-    ("eval/regression*", "regression"),
-    ("reports/regression*", "regression"),
-    ("eval/*", "evaluation"),
-    ("tuning/*", "evaluation"),
-    ("figures/*", "evaluation"),
-    ("reports/offline*", "evaluation"),
-    ("reports/cf_eval*", "evaluation"),
-    ("reports/content_eval*", "evaluation"),
-    ("reports/case_studies*", "case_studies"),
-    ("case_studies/*", "case_studies"),
-    ("reports/edge_cases*", "edge_cases"),
-    ("edge_cases/*", "edge_cases"),
-    ("inventory/*", "inventory"),
-    ("reports/final_report*", "handoff"),
-    ("signoff/*", "handoff"),
-)
+
+def required_json_keys(relpath: str) -> tuple[str, ...]:
+    """The keys ``relpath`` must have (every pattern of :data:`REQUIRED_JSON_KEYS` it matches).
+
+    >>> required_json_keys("models/cf/policy/cf_meta.json")
+    ('format', 'kind', 'config', 'info', 'files')
+    >>> required_json_keys("eval/other.json")
+    ()
+    """
+    keys: list[str] = []
+    for pattern, required in REQUIRED_JSON_KEYS.items():
+        if fnmatch.fnmatch(relpath, pattern):
+            keys += [k for k in required if k not in keys]
+    return tuple(keys)
+
 
 Progress = Callable[[float, str], None]
-
-
-# ---------------------------------------------------------------------------------------------
-# scanning
-
-
-def classify(relpath: str) -> str:
-    """The kind of a file from its extension (:data:`KINDS`).
-
-    >>> classify("data/ratings.parquet"), classify("reports/final_report.md"), classify("x.bin")
-    ('table', 'markdown', 'other')
-    """
-    return _EXTENSIONS.get(Path(relpath).suffix.lower(), "other")
-
-
-def producing_stage(relpath: str, stage_of: Mapping[str, str] | None = None) -> str:
-    """The stage that wrote ``relpath``: from the stages' artifacts when listed, else :data:`STAGE_RULES`.
-
-    >>> producing_stage("hybrid/candidates/user_1_candidates.parquet")
-    'candidates'
-    >>> producing_stage("figures/x.png", {"figures/x.png": "case_studies"})
-    'case_studies'
-    """
-    if stage_of and relpath in stage_of:
-        return stage_of[relpath]
-    for pattern, stage in STAGE_RULES:
-        if fnmatch.fnmatch(relpath, pattern):
-            return stage
-    return "unknown"
-
-
-@dataclass
-class Entry:
-    """One file (or symbolic link) of a run and its validation."""
-
-    path: str
-    bytes: int
-    sha256: str
-    kind: str
-    stage: str
-    link_target: str | None = None
-    inside_run: bool = True
-    checks: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.checks) and all(c["success"] for c in self.checks)
-
-    def validation_text(self) -> str:
-        if self.passed:
-            return "passed"
-        if not self.checks:
-            return "failed: not validated"
-        if self.kind == "symlink" and not self.inside_run:
-            return f"failed: points outside the run ({self.link_target})"
-        first = next(c for c in self.checks if not c["success"])
-        reason = first["failed"][0] if first.get("failed") else f"suite '{first['suite']}' failed"
-        return f"failed: {reason}"
-
-    def as_dict(self, run_id: str) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "path": self.path,
-            "bytes": self.bytes,
-            "sha256": self.sha256,
-            "kind": self.kind,
-            "stage": self.stage,
-            "run_id": run_id,
-            "status": "passed" if self.passed else "failed",
-            "validation": self.validation_text(),
-            "checks": self.checks,
-        }
-        if self.kind == "symlink":
-            out["link_target"] = self.link_target
-            out["inside_run"] = self.inside_run
-        return out
-
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def _symlink_entry(
-    run_dir: Path, full: str, relpath: str, stage_of: Mapping[str, str] | None
-) -> Entry:
-    """A symbolic link, never followed to read its target (its 'hash' is that of the link text)."""
-    target = os.readlink(full)
-    resolved = os.path.realpath(full)  # resolves the path only; no file is opened
-    inside = _inside(resolved, os.path.realpath(run_dir))
-    text = target.encode("utf-8", "surrogateescape")
-    return Entry(
-        path=relpath,
-        bytes=len(text),
-        sha256=hashlib.sha256(text).hexdigest(),
-        kind="symlink",
-        stage=producing_stage(relpath, stage_of),
-        link_target=target if inside else resolved,
-        inside_run=inside,
-    )
-
-
-def scan_run_dir(
-    run_dir: Path | str,
-    *,
-    stage_of: Mapping[str, str] | None = None,
-    exclude: Iterable[str] = EXCLUDED,
-    exclude_dirs: Iterable[str] = (),
-    hash_files: bool = True,
-) -> list[Entry]:
-    """Every file and symbolic link under ``run_dir`` (sorted by path), hashed, never following links.
-
-    ``exclude``: relative paths left out (:data:`EXCLUDED`); ``exclude_dirs``: relative folders left
-    out (the Data Docs while they are being rebuilt).
-    """
-    run_dir = Path(run_dir)
-    excluded = set(exclude)
-    skip_dirs = {d.rstrip("/") for d in exclude_dirs}
-    entries: list[Entry] = []
-    for dirpath, dirnames, filenames in os.walk(run_dir, followlinks=False):
-        rel_dir = os.path.relpath(dirpath, run_dir)
-        rel_dir = "" if rel_dir == "." else rel_dir
-        kept = []
-        for name in sorted(dirnames):
-            rel = f"{rel_dir}/{name}" if rel_dir else name
-            full = os.path.join(dirpath, name)
-            if os.path.islink(full):  # os.walk does not descend into it; list the link itself
-                if rel not in excluded:
-                    entries.append(_symlink_entry(run_dir, full, rel, stage_of))
-            elif rel not in skip_dirs:
-                kept.append(name)
-        dirnames[:] = kept
-        for name in sorted(filenames):
-            rel = f"{rel_dir}/{name}" if rel_dir else name
-            if rel in excluded:
-                continue
-            full = os.path.join(dirpath, name)
-            if os.path.islink(full):
-                entries.append(_symlink_entry(run_dir, full, rel, stage_of))
-                continue
-            entries.append(
-                Entry(
-                    path=rel,
-                    bytes=os.lstat(full).st_size,
-                    sha256=file_fingerprint(full) if hash_files else "",
-                    kind=classify(rel),
-                    stage=producing_stage(rel, stage_of),
-                )
-            )
-    return sorted(entries, key=lambda e: e.path)
-
 
 # ---------------------------------------------------------------------------------------------
 # derived facts tables (one row per file)
@@ -352,7 +200,7 @@ def _broken_links(run_dir: Path, relpath: str, targets: Iterable[str]) -> tuple[
         from urllib.parse import unquote
 
         full = os.path.normpath(os.path.join(base, unquote(path)))
-        if not _inside(full, root) or not os.path.exists(full):
+        if not inside(full, root) or not os.path.exists(full):
             broken.append(target)
     return n, broken
 
@@ -420,7 +268,7 @@ def _numbers_finite(node: Any) -> bool:
 
 def json_facts(run_dir: Path, relpath: str) -> dict[str, Any]:
     row: dict[str, Any] = {"path": relpath, "parses": False, "top_level_ok": False}
-    required = REQUIRED_JSON_KEYS.get(relpath, ())
+    required = required_json_keys(relpath)
     row.update(required_keys_present=False, missing_keys=", ".join(required), numbers_finite=False)
     text = _read_text(run_dir / relpath)
     if text is None:
@@ -528,7 +376,16 @@ def array_facts(run_dir: Path, relpath: str) -> dict[str, Any]:
     return row
 
 
+def _json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
 def text_facts(run_dir: Path, relpath: str) -> dict[str, Any]:
+    """decodes (UTF-8), non_empty, parses (TOML files parse; ``.journal`` files - Optuna's study
+    journal - hold one JSON object per line; other text files: True)."""
     row: dict[str, Any] = {"path": relpath, "decodes": False, "non_empty": False, "parses": False}
     text = _read_text(run_dir / relpath)
     if text is None:
@@ -539,6 +396,8 @@ def text_facts(run_dir: Path, relpath: str) -> dict[str, Any]:
             tomllib.loads(text)
         except tomllib.TOMLDecodeError:
             parses = False
+    elif relpath.endswith(".journal"):  # Optuna's journal: one JSON object per line
+        parses = all(_json_object(line) for line in text.splitlines() if line.strip())
     row.update(decodes=True, non_empty=bool(text.strip()), parses=parses)
     return row
 
@@ -635,6 +494,15 @@ def _frame_with(spec: str) -> Callable[[CheckContext, str], pd.DataFrame]:
     return build
 
 
+def _frame_with_fn(
+    check_frame: Callable[[pd.DataFrame], pd.DataFrame],
+) -> Callable[[CheckContext, str], pd.DataFrame]:
+    def build(ctx: CheckContext, relpath: str) -> pd.DataFrame:
+        return check_frame(ctx.table(relpath))
+
+    return build
+
+
 def _frame_tuning(ctx: CheckContext, relpath: str) -> pd.DataFrame:
     from tasks.tuning import tuning_check_frame
 
@@ -648,15 +516,171 @@ def _frame_embeddings(ctx: CheckContext, relpath: str) -> pd.DataFrame:
     return embedding_row_table(load_array(ctx.run_dir / relpath, mmap=True))
 
 
-def _frame_factors(index_relpath: str) -> Callable[[CheckContext, str], pd.DataFrame]:
-    def build(ctx: CheckContext, relpath: str) -> pd.DataFrame:
-        from tasks.collaborative import factor_row_table
-        from tasks.io import load_array
+def _frame_cf_factors(ctx: CheckContext, relpath: str) -> pd.DataFrame:
+    """``models/cf/<role>/{user,item}_factors.npy`` through :func:`tasks.collaborative.factor_row_table`;
+    which rows must be non-zero comes from the ``known`` column of the folder's index table."""
+    from tasks.collaborative import factor_row_table
+    from tasks.io import load_array
 
-        has = ctx.table(index_relpath, ["has_factors"])["has_factors"].to_numpy(bool)
-        return factor_row_table(load_array(ctx.run_dir / relpath, mmap=True), has)
+    side = Path(relpath).name.split("_", 1)[0]  # "user" or "item"
+    index = f"{Path(relpath).parent.as_posix()}/{side}_index.parquet"
+    known = ctx.table(index, ["known"])["known"].to_numpy(bool)
+    return factor_row_table(load_array(ctx.run_dir / relpath, mmap=True), known)
+
+
+def cf_index_check_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """A CF model's ``user_index.parquet`` / ``item_index.parquet`` as the ``cf_index`` suite sees
+    it: ``id``, ``idx``, ``known`` plus ``idx_is_row`` (idx = row number: the arrays' row order)
+    and ``id_increasing`` (ids sorted and unique: the shared index of every model of the run).
+
+    >>> t = pd.DataFrame({"movie_id": [3, 5, 5], "item_idx": [0, 1, 3], "known": [True, False, True]})
+    >>> cf_index_check_frame(t)[["idx_is_row", "id_increasing"]].to_dict("list")
+    {'idx_is_row': [True, True, False], 'id_increasing': [True, True, False]}
+    """
+    id_col = next((c for c in ("user_id", "movie_id") if c in table.columns), None)
+    idx_col = next((c for c in ("user_idx", "item_idx") if c in table.columns), None)
+    if id_col is None or idx_col is None or "known" not in table.columns:
+        raise ValueError(
+            f"a CF index table has (user_id, user_idx, known) or (movie_id, item_idx, known); "
+            f"found {list(table.columns)}"
+        )
+    ids = table[id_col].to_numpy(np.int64)
+    idx = table[idx_col].to_numpy(np.int64)
+    increasing = np.ones(len(ids), bool)
+    increasing[1:] = ids[1:] > ids[:-1]
+    return pd.DataFrame(
+        {
+            "id": ids,
+            "idx": idx,
+            "known": table["known"].to_numpy(),
+            "idx_is_row": idx == np.arange(len(idx)),
+            "id_increasing": increasing,
+        }
+    )
+
+
+def _frame_cf_index(ctx: CheckContext, relpath: str) -> pd.DataFrame:
+    return cf_index_check_frame(ctx.table(relpath))
+
+
+def cf_model_facts(folder: Path) -> dict[str, Any]:
+    """One saved CF model folder (``models/cf/<role>/``, :func:`tasks.cf.save_cf_model`) as one
+    row for the ``cf_model`` suite: ``kind_known``; ``files_present`` (every file ``cf_meta.json``
+    lists exists); ``config_valid`` (its config is a valid ``[collab]`` section);
+    ``index_sizes_match`` (index rows = ``info.n_users`` / ``info.n_items``, known counts =
+    ``info.users_known`` / ``items_known`` where recorded); ``arrays_match`` (factors: one row per
+    index row, same width; EASE: square weights over ``ease_items``, item positions inside the
+    index; kNN: an items x items matrix)."""
+    from tasks.io import load_array, read_table
+    from tasks.profile import CollabSection
+
+    meta = json.loads((folder / "cf_meta.json").read_text(encoding="utf-8"))
+    kind, info = meta.get("kind"), dict(meta.get("info") or {})
+    files = dict(meta.get("files") or {})
+    row: dict[str, Any] = {
+        "kind": str(kind),
+        "kind_known": kind in ("factors", "ease", "knn"),
+        "files_present": bool(files) and all((folder / f).is_file() for f in files.values()),
+        "config_valid": False,
+        "index_sizes_match": False,
+        "arrays_match": False,
+    }
+    try:
+        CollabSection.model_validate(meta.get("config") or {})
+        row["config_valid"] = True
+    except ValueError:
+        pass
+    if not row["files_present"] or not row["kind_known"]:
+        return row
+    users = read_table(folder / files["user_index"], columns=["known"])["known"].to_numpy(bool)
+    items = read_table(folder / files["item_index"], columns=["known"])["known"].to_numpy(bool)
+    expected = {
+        "n_users": len(users),
+        "n_items": len(items),
+        "users_known": int(users.sum()),
+        "items_known": int(items.sum()),
+    }
+    row["index_sizes_match"] = all(
+        int(info[key]) == value for key, value in expected.items() if key in info
+    )
+    n_users, n_items = len(users), len(items)
+    if kind == "factors":
+        uf = load_array(folder / files["user_factors"], mmap=True)
+        itf = load_array(folder / files["item_factors"], mmap=True)
+        row["arrays_match"] = (
+            uf.ndim == itf.ndim == 2
+            and uf.shape[0] == n_users
+            and itf.shape[0] == n_items
+            and uf.shape[1] == itf.shape[1]
+        )
+    elif kind == "ease":
+        weights = load_array(folder / files["ease_weights"], mmap=True)
+        active = load_array(folder / files["ease_items"], mmap=True)
+        row["arrays_match"] = bool(
+            weights.ndim == 2
+            and weights.shape == (len(active), len(active))
+            and (len(active) == 0 or (int(active.min()) >= 0 and int(active.max()) < n_items))
+        )
+    else:
+        with np.load(folder / files["knn_similarity"], allow_pickle=False) as z:
+            shape = tuple(int(v) for v in z["shape"])
+        row["arrays_match"] = shape == (n_items, n_items)
+    return row
+
+
+def _frame_cf_model(ctx: CheckContext, relpath: str) -> pd.DataFrame:
+    return pd.DataFrame([cf_model_facts((ctx.run_dir / relpath).parent)])
+
+
+def _frame_csv(check_frame: Callable[[pd.DataFrame], pd.DataFrame]):
+    def build(ctx: CheckContext, relpath: str) -> pd.DataFrame:
+        return check_frame(pd.read_csv(ctx.run_dir / relpath))
 
     return build
+
+
+def validation_metrics_check_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """``tuning/validation_metrics.csv`` plus ``model_unique`` (each model has one row)."""
+    return table.assign(model_unique=~table["model"].astype(str).duplicated(keep=False).to_numpy())
+
+
+def trials_check_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """``tuning/trials.csv`` plus ``key_unique`` (each (study, trial) occurs once)."""
+    key = table["study"].astype(str) + "|" + table["trial"].astype(str)
+    return table.assign(key_unique=~key.duplicated(keep=False).to_numpy())
+
+
+#: Per-user metric columns of eval/per_user.parquet: ``<model>_<metric>@<k>``.
+_PER_USER_METRIC = re.compile(r"^\w+_(recall|map|ndcg|precision|mrr|hit_rate)@\d+$")
+
+
+def per_user_check_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """``eval/per_user.parquet`` without its list column, plus ``metrics_in_range`` (every
+    ``<model>_<metric>@<k>`` value of the row is finite and in [0, 1]) and ``n_metric_columns``."""
+    columns = [c for c in table.columns if _PER_USER_METRIC.match(str(c))]
+    keep = [c for c in table.columns if table[c].dtype != object or c in ("cohort",)]
+    keep = [c for c in keep if not str(c).endswith("_movie_ids")]
+    values = table[columns].to_numpy(np.float64) if columns else np.zeros((len(table), 0))
+    in_range = (np.isfinite(values) & (values >= 0.0) & (values <= 1.0)).all(axis=1)
+    return table[keep].assign(metrics_in_range=in_range, n_metric_columns=len(columns))
+
+
+def paired_tests_check_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """``eval/paired_tests.parquet`` plus ``interval_ordered`` (ci_low <= ci_high) and
+    ``key_unique`` (each (baseline, cohort, metric, k) once)."""
+    key = (
+        table["baseline"].astype(str)
+        + "|"
+        + table["cohort"].astype(str)
+        + "|"
+        + table["metric"].astype(str)
+        + "|"
+        + table["k"].astype(str)
+    )
+    ordered = table["ci_low"].astype(float) <= table["ci_high"].astype(float)
+    return table.assign(
+        interval_ordered=ordered.to_numpy(bool), key_unique=~key.duplicated(keep=False).to_numpy()
+    )
 
 
 def _frame_neighbors(ctx: CheckContext, relpath: str) -> pd.DataFrame:
@@ -686,8 +710,6 @@ def _frame_edge_cases(ctx: CheckContext, relpath: str) -> pd.DataFrame:
 
 
 def _frame_signoff(ctx: CheckContext, relpath: str) -> pd.DataFrame:
-    from tasks.signoff import signoff_check_frame
-
     return signoff_check_frame(json.loads((ctx.run_dir / relpath).read_text(encoding="utf-8")))
 
 
@@ -752,12 +774,25 @@ SUITE_CHECKS: tuple[SuiteCheck, ...] = (
     SuiteCheck(
         "eval/metrics.parquet", "metrics", _frame_with("tasks.evaluation:metrics_check_frame")
     ),
-    SuiteCheck("tuning/tuning_results.csv", "tuning_results", _frame_tuning),
-    SuiteCheck("models/content_embeddings.npy", "embeddings", _frame_embeddings),
-    SuiteCheck("models/user_factors.npy", "factors", _frame_factors("models/user_index.parquet")),
     SuiteCheck(
-        "models/item_factors.npy", "factors", _frame_factors("models/collab_item_index.parquet")
+        "eval/paired_tests.parquet", "paired_tests", _frame_with_fn(paired_tests_check_frame)
     ),
+    SuiteCheck(
+        "eval/per_user.parquet", "per_user", _frame_with_fn(per_user_check_frame), sample=True
+    ),
+    SuiteCheck("tuning/tuning_results.csv", "tuning_results", _frame_tuning),
+    SuiteCheck(
+        "tuning/validation_metrics.csv",
+        "validation_metrics",
+        _frame_csv(validation_metrics_check_frame),
+    ),
+    SuiteCheck("tuning/trials.csv", "trials", _frame_csv(trials_check_frame)),
+    SuiteCheck("models/content_embeddings.npy", "embeddings", _frame_embeddings),
+    SuiteCheck("models/cf/*/cf_meta.json", "cf_model", _frame_cf_model),
+    SuiteCheck("models/cf/*/user_index.parquet", "cf_index", _frame_cf_index, sample=True),
+    SuiteCheck("models/cf/*/item_index.parquet", "cf_index", _frame_cf_index, sample=True),
+    SuiteCheck("models/cf/*/user_factors.npy", "factors", _frame_cf_factors),
+    SuiteCheck("models/cf/*/item_factors.npy", "factors", _frame_cf_factors),
     SuiteCheck("models/item_neighbors.npy", "item_neighbors", _frame_neighbors),
     SuiteCheck(
         "hybrid/assembly_manifest.json", "assembly_manifest", _frame_manifest("assembly_manifest")
@@ -1063,14 +1098,6 @@ def _run_group_check(
 # manifest and inventory files
 
 
-def manifest_table(manifest: Mapping[str, Any]) -> pd.DataFrame:
-    """The manifest's files as a table (validated by the ``artifact_manifest`` suite)."""
-    columns = ["path", "bytes", "sha256", "kind", "stage", "run_id", "status"]
-    rows = [{c: f.get(c) for c in columns} for f in manifest.get("files", [])]
-    table = pd.DataFrame(rows, columns=columns)
-    return table.astype({"bytes": "int64"}) if len(table) else table
-
-
 def _check_manifest_table(manifest: Mapping[str, Any]) -> None:
     from tasks.validation import require_valid
 
@@ -1080,44 +1107,6 @@ def _check_manifest_table(manifest: Mapping[str, Any]) -> None:
         source=MANIFEST,
         parameters={"kinds": list(KINDS), "run_ids": [manifest["run_id"]]},
     )
-
-
-def _summarise(manifest: dict[str, Any]) -> dict[str, Any]:
-    files = manifest["files"]
-    failed = [
-        {"path": f["path"], "reason": f["validation"]} for f in files if f["status"] != "passed"
-    ]
-    manifest["n_files"] = len(files)
-    manifest["n_bytes"] = int(sum(f["bytes"] for f in files))
-    manifest["n_passed"] = len(files) - len(failed)
-    manifest["validation_rate"] = (len(files) - len(failed)) / len(files) if files else 0.0
-    manifest["failed"] = failed
-    manifest["symlinks_outside"] = [
-        {"path": f["path"], "target": f.get("link_target")}
-        for f in files
-        if f["kind"] == "symlink" and not f.get("inside_run", True)
-    ]
-    return manifest
-
-
-def load_manifest(run_dir: Path | str) -> dict[str, Any]:
-    """``inventory/artifact_manifest.json`` of a run; a clear error when it is missing."""
-    path = Path(run_dir) / MANIFEST
-    if not path.is_file():
-        from tasks.errors import UsageError
-
-        raise UsageError(
-            f"{path}: no artifact manifest. Give the directory of a run that finished its inventory "
-            "stage (artifacts/<profile>/<run-id>/), or re-run the pipeline."
-        )
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        from tasks.errors import InputDataError
-
-        raise InputDataError(
-            f"{path}: not valid JSON ({exc}); re-run the inventory stage."
-        ) from None
 
 
 def _md_cell(text: Any) -> str:
@@ -1164,10 +1153,12 @@ def render_inventory_md(manifest: Mapping[str, Any]) -> str:
         "GX suite in `expectations/`: `table_facts` (parquet parses, every row group decodes), "
         "`csv_facts`, `json_facts` (parses, required keys, no NaN), `markdown_facts` (UTF-8, heading, "
         "links resolve inside the run), `png_facts` (decodes, non-zero size), `array_facts` (loads "
-        "without pickle, finite), `text_facts` (TOML parses), `html_facts`, `file_facts`, "
-        "`symlink_facts` (links resolve inside the run; never followed). Files with their own suite "
-        "(canonical tables, candidates, metrics, tuning results, embeddings, factors, neighbours, "
-        "manifests, signoff.json) are validated by it too, with the check frames their stages use. "
+        "without pickle, finite), `text_facts` (TOML parses, the study journal holds one JSON object "
+        "per line), `html_facts`, `file_facts`, `symlink_facts` (links resolve inside the run; never "
+        "followed). Files with their own suite (canonical tables and split outputs, candidates, test "
+        "metrics, paired tests, per-user metrics, tuning results, validation metrics, trials, "
+        "embeddings, neighbours, CF model folders, index tables and factors, manifests, "
+        "signoff.json) are validated by it too, with derived check frames. "
         f"Tables with more than {manifest['sample_rows']:,} rows are validated on a seeded sample "
         f"(seed {manifest['seed']}); the table below says which.",
         "",
@@ -1208,7 +1199,7 @@ def render_inventory_md(manifest: Mapping[str, Any]) -> str:
 
 
 def _write_manifest(run_dir: Path, manifest: dict[str, Any]) -> dict[str, ArtifactRef]:
-    _summarise(manifest)
+    summarise_manifest(manifest)
     _check_manifest_table(manifest)
     return {
         "manifest": write_json(manifest, run_dir, MANIFEST),

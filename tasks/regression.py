@@ -2,16 +2,18 @@
 
 Place in the pipeline: the ``regression`` stage, right after ``evaluation`` (every run; the
 ``nightly-reevaluation`` deployment relies on it). It reads this run's ``eval/per_user.parquet``
-and the baseline run's, and writes ``eval/regression.json`` (read by the sign-off: a significant
-drop turns the decision into NEEDS WORK) and ``reports/regression.md`` (a section of the final
-report).
+(one row per evaluated test user, with ``<model>_<metric>@<k>`` columns for the tuned policy and
+every baseline) and the baseline run's, and writes ``eval/regression.json`` (read by the sign-off:
+a significant drop turns the decision into NEEDS WORK) and ``reports/regression.md`` (a section of
+the final report).
 
 **Baseline** (:func:`find_baseline`, ``[nightly] compare_with``): among the run directories
 ``<artifacts>/<profile>/<run-id>/`` whose ``logs/run_status.json`` says ``"complete"`` and that hold
 ``eval/per_user.parquet``, the newest (run ids start with a UTC timestamp, so the newest sorts
 last) - ``previous`` - or the newest whose ``signoff/signoff.json`` decision is ``APPROVE`` -
-``last_approved``. No such run: no comparison (``significant_drop`` false, no rows), and the
-reason says why. The baseline (its run directory and the fingerprint of its per-user table) is a
+``last_approved``. No such run: **not compared** (``compared`` false, no rows, ``significant_drop``
+false) and the reason says why; the sign-off then has no regression gate and reports "not
+compared" - never a pass. The baseline (its run directory and the fingerprint of its per-user table) is a
 parameter of the stage, so it is part of the cache key: a newly approved run invalidates the check.
 
 **Comparison** (:func:`compare_runs`), per cohort (``all`` plus every activity cohort) and per
@@ -288,8 +290,12 @@ def regression_markdown(doc: dict[str, Any], run_dir: str) -> str:
     """The ``Regression check`` section of the final report, from eval/regression.json's content."""
     lines = ["## Regression check", ""]
     baseline = doc.get("baseline_run")
-    if not baseline:
-        lines += [f"No comparison: {doc['reason']}.", ""]
+    if not doc.get("compared", baseline is not None):
+        lines += [
+            f"**Not compared**: {doc['reason']}. There was no baseline run to compare with, so this "
+            "is not a pass: the sign-off has no regression gate for this run.",
+            "",
+        ]
         return "\n".join(lines)
     verdict = (
         "**Significant drop** - the decision cannot be APPROVE (NEEDS WORK)."
@@ -332,6 +338,7 @@ def regression_core(
     doc: dict[str, Any] = {
         "baseline_run": baseline.run_dir,
         "compare_with": baseline.compare_with,
+        "compared": baseline.per_user is not None,
         "reason": baseline.reason,
         "significant_drop": False,
         "rows": [],
@@ -377,6 +384,8 @@ def regression_core(
     return {
         "artifacts": {"regression": json_ref, "regression_report": md_ref},
         "facts": {
+            "status": "compared" if doc["compared"] else "not compared",
+            "compared": doc["compared"],
             "significant_drop": doc["significant_drop"],
             "baseline_run": baseline.run_dir,
             "compare_with": baseline.compare_with,

@@ -1,44 +1,54 @@
-"""Reports: the markdown of the offline-metrics stage (DESIGN.md step 8, seed 4.1).
+"""Reports: the markdown of the evaluation stage (DESIGN.md step 8), from the run's own files.
 
-Place in the pipeline: after evaluation and tuning, beside :mod:`tasks.charts` (whose figures
-``offline_metrics.md`` embeds). Three reports, written by :func:`write_offline_reports` into
-``reports/`` of the run directory:
+Place in the pipeline: the ``evaluation`` stage scores the tuned policy and every tuned baseline
+once on test, then calls :func:`write_offline_reports` (through
+:mod:`tasks.evaluation._reports`), beside :mod:`tasks.charts`, whose figures the reports link.
+Three reports, in ``reports/`` of the run directory:
 
-- ``offline_metrics.md`` - every model, overall and per cohort, with the number of evaluated
-  users next to each number; all K; beyond accuracy; paired tests against each baseline; the
-  lift over the best baseline; the alpha chosen per cohort and its provenance; the alpha sweep;
-  the acceptance gates (a failed gate reads FAILED); the candidate-recall diagnostic; the split
-  and relevance rule; the metric definitions of DESIGN.md; the six figures.
-- ``cf_eval.md`` - the collaborative model alone (``cf_full``, ``cf_only``).
-- ``content_eval.md`` - the content model alone (``content_full``, ``content_only``).
+- ``offline_metrics.md`` - a summary first: every model's validation and test Recall/MAP/NDCG@10
+  (test with intervals), the tuned policy first, then the baselines by test Recall@10; one
+  sentence on how the policy was selected; the paired difference to the best baseline and what
+  the acceptance gates say, in plain words (a loss or a tie is written as one). Details after:
+  what each model is, per cohort, every K, beyond accuracy, paired tests, the content-weight grid
+  on validation, candidate recall, data and split, definitions, figures.
+- ``cf_eval.md`` - the tuned collaborative models (EASE, item kNN, ALS) and the policy's CF part:
+  configuration, trials, validation and test figures, the best trials of each search.
+- ``content_eval.md`` - the content baseline and the policy's content weights: what the blend
+  adds over collaborative-only on validation, per cohort; the content baseline on test.
 
-Honesty rule: every number is read from the arguments - the run's own tables and dicts - and
-nothing is typed by hand. What an input lacks is written as *missing*, never filled in. Numbers
-are formatted one way throughout: a mean with its interval and users as
-``0.0712 [0.0650, 0.0781], n=4,321``; p-values with four decimals (scientific below 0.0001).
+Honesty rule: every number is read from the arguments - the run's own tables and files - and
+nothing is typed by hand; a model's description is built from its recorded configuration
+(:func:`describe_models`). What an input lacks is written as *missing*, never filled in. Numbers
+are formatted one way throughout: a mean with its interval as ``0.0712 [0.0650, 0.0781]``, a
+difference with signs (``+0.0120 [+0.0047, +0.0200]``), p-values with four decimals (scientific
+below 0.0001).
 
-Inputs (see :mod:`tasks.charts` for the tables): ``metrics`` (long table), ``paired``
-(paired tests), ``tuning_results`` (alpha grid), ``policy`` (alpha per cohort + provenance,
-:func:`tasks.charts.policy_parts`), ``gates`` (``{"gates": [{"name", "description",
-"measured", "threshold", "passed", "details"}], "all_passed": bool}``) and ``context``, a dict
+Inputs: ``metrics`` (``eval/metrics.parquet``), ``paired`` (``eval/paired_tests.parquet``),
+``tuning_results`` (``tuning/tuning_results.csv``: the content-weight grid of the chosen
+configuration on validation), ``policy`` (``tuning/policy.json``), ``gates``
+(``eval/gates.json``: ``{"gates": [{"name", "description", "measured", "threshold", "passed",
+"details"}], "all_passed", "best_baseline", "min_lift", "metric", "k"}``) and ``context``, a dict
 whose keys are all optional (a missing one is reported as missing):
 
-- ``run_id``, ``profile``: where the numbers come from;
-- ``split``: the ``[split]`` section (method, holdout_fraction, min_holdout,
-  global_cut_quantile, relevance_threshold, cold_max, light_max, medium_max,
-  simulated_cold_share, simulated_cold_min, simulated_cold_max);
-- ``dataset``: n_users, n_items, n_ratings (and any other count);
-- ``eval``: the ``[eval]`` section (confidence, bootstrap_samples, seed, sample_users, ...);
-- ``candidate_recall``: the candidate-recall diagnostic (a number, or a dict such as
-  ``{cohort: value}``);
-- ``mmr_skipped_in_grid``: whether MMR re-ranking was skipped while the alpha grid ran;
-- ``seed_policy``: the seed system's fixed alpha per cohort, when the run used it;
-- ``collab``, ``content``: the model sections, shown in the single-model reports;
-- ``sources``: {name: path} of the tables the numbers were read from.
+- ``run_id``, ``profile``;
+- ``split`` (the ``[split]`` section), ``eval`` (the ``[eval]`` section: confidence,
+  bootstrap_samples, seed, sample_users);
+- ``dataset``: counts (n_users, n_items, n_test_users_with_relevant, n_users_evaluated,
+  n_relevant_pairs, n_ratings);
+- ``validation_metrics``: the records of ``tuning/validation_metrics.csv``;
+- ``baselines``: ``tuning/baselines.json`` ``"baselines"`` (config, params, trials, cut_short,
+  skipped per tuned baseline);
+- ``trials``: the records of ``tuning/trials.csv``;
+- ``cf_roles``: ``models/cf/roles.json`` ``"roles"`` (the seed policy's CF configuration);
+- ``seed_candidates``: the profile's ``[candidates]`` (the seed policy's pool, boosts and MMR);
+- ``content_meta``: ``models/content_meta.json`` (encoder, embedding size);
+- ``candidate_recall``: {cohort: share of relevant test items inside the tuned policy's pool};
+- ``min_lift``: the sign-off's lift gate.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import posixpath
 from collections.abc import Iterable, Mapping, Sequence
@@ -51,11 +61,13 @@ import pandas as pd
 from tasks.charts import (
     FIGURE_FILES,
     METRIC_LABELS,
-    MODEL_DESCRIPTIONS,
     cohort_order,
     lift_over_best_baseline,
+    model_label,
     model_order,
     policy_parts,
+    summary_order,
+    validation_table,
 )
 from tasks.columns import COHORTS
 from tasks.io import ArtifactRef, write_text
@@ -73,9 +85,15 @@ __all__ = [
     "REPORT_FILES",
     "cf_eval_report",
     "content_eval_report",
+    "describe_cf",
+    "describe_models",
+    "format_any",
+    "format_diff",
     "format_estimate",
+    "format_metric",
     "format_p",
     "offline_metrics_report",
+    "verdict_text",
     "write_offline_reports",
 ]
 
@@ -85,14 +103,14 @@ REPORT_FILES: dict[str, str] = {
     "cf_eval": "reports/cf_eval.md",
     "content_eval": "reports/content_eval.md",
 }
-#: The collaborative model alone: full catalog, and through the candidate path.
-CF_MODELS: tuple[str, ...] = ("cf_full", "cf_only")
-#: The content model alone: full catalog, and through the candidate path.
-CONTENT_MODELS: tuple[str, ...] = ("content_full", "content_only")
-#: Metrics of the headline table.
+#: The tuned collaborative baselines (cf_eval.md).
+CF_MODELS: tuple[str, ...] = ("ease", "item_knn", "als")
+#: The content baseline (content_eval.md).
+CONTENT_MODELS: tuple[str, ...] = ("content",)
+#: Metrics of the summary table.
 HEADLINE_METRICS: tuple[str, ...] = ("recall", "map", "ndcg")
 
-#: DESIGN.md "Evaluation definitions", word for word.
+#: How every metric is computed (DESIGN.md "Evaluation definitions", word for word).
 EVALUATION_DEFINITIONS = """\
 For user u with held-out relevant items R_u (test ratings >= threshold) and top-K list L_u
 with items already seen in training removed:
@@ -105,12 +123,37 @@ with items already seen in training removed:
   distinct recommended items / catalog size; novelty = mean of -log2(share of training users
   who rated the item); intra-list diversity = 1 - mean pairwise cosine of content embeddings.
 """
+#: The other terms the reports use.
+PROCEDURE_DEFINITIONS = """\
+- Validation split: each user's last ratings of the training data, cut by the same rule as the
+  test holdout. Every choice (each model's settings, the policy's content weights) is made by
+  fitting on the rest of the training data and scoring on validation; the test set is scored
+  once, afterwards, with each model refit on the whole training data.
+- Interval of a mean: bootstrap percentile interval over users. Paired difference: per-user
+  (tuned policy - baseline), averaged; its interval is a paired bootstrap over users, p (bootstrap)
+  tests a mean difference of 0, p (Wilcoxon) is the signed-rank test on the same pairs.
+- Lift = (tuned policy - best baseline) / best baseline; the best baseline is the one with the
+  highest value among the baselines in that group of users.
+- Candidate recall = relevant held-out items inside the tuned policy's candidate pool / relevant
+  held-out items: the ceiling of what re-ranking the pool can reach.
+"""
 
 MISSING = "*missing*"
-_TUNING_ORDER = (
-    "alpha", "cohort", "users_eval", "users_skipped", "mean_cand", "recall@10", "map@10",
-    "ndcg@10", "candidate_recall", "alpha_time_sec", "alpha_timed_out",
-)  # fmt: skip
+_DATASET_LABELS = {
+    "n_users": "users",
+    "n_items": "films in the catalogue",
+    "n_ratings": "ratings",
+    "n_test_users_with_relevant": "test users with a relevant held-out item",
+    "n_users_evaluated": "users evaluated",
+    "n_relevant_pairs": "relevant held-out ratings",
+}
+_CONFIDENCE_TEXT = {
+    "binary": "binary confidence",
+    "linear": "confidence 1 + {a} x rating",
+    "log": "confidence 1 + {a} x log(1 + rating)",
+    "bm25": "BM25-weighted confidence (alpha {a})",
+    "tfidf": "TF-IDF-weighted confidence (alpha {a})",
+}
 
 
 # --------------------------------------------------------------------------- formatting
@@ -151,6 +194,20 @@ def format_estimate(value: Any, low: Any = None, high: Any = None, n: Any = None
     return text
 
 
+def format_diff(value: Any, low: Any = None, high: Any = None) -> str:
+    """A difference with signs: ``+0.0120 [+0.0047, +0.0200]`` (interval left out when missing).
+
+    >>> format_diff(0.012032, 0.0046748, 0.02), format_diff(-0.005)
+    ('+0.0120 [+0.0047, +0.0200]', '-0.0050')
+    """
+    if _is_missing(value):
+        return MISSING
+    text = f"{float(value):+.4f}"
+    if not (_is_missing(low) or _is_missing(high)):
+        text += f" [{float(low):+.4f}, {float(high):+.4f}]"
+    return text
+
+
 def format_p(p: Any) -> str:
     """A p-value: four decimals, scientific below 0.0001.
 
@@ -165,10 +222,10 @@ def format_p(p: Any) -> str:
 
 def format_any(value: Any) -> str:
     """A value of a dict or a small table: ints with thousands separators, floats up to four
-    decimals, booleans as yes/no, dicts as ``key=value`` pairs.
+    decimals (whole floats as ints), booleans as yes/no, dicts as ``key=value`` pairs.
 
-    >>> format_any(12345), format_any(0.05), format_any(True), format_any({"a": 1.5})
-    ('12,345', '0.05', 'yes', 'a=1.5')
+    >>> format_any(12345), format_any(0.05), format_any(True), format_any({"a": 1.5}), format_any(3000.0)
+    ('12,345', '0.05', 'yes', 'a=1.5', '3,000')
     """
     if _is_missing(value):
         return MISSING
@@ -221,13 +278,189 @@ def _pct(value: Any) -> str:
     return MISSING if _is_missing(value) else f"{100.0 * float(value):g}%"
 
 
+def _label(model: str) -> str:
+    return model_label(model)
+
+
+# --------------------------------------------------------------------------- what each model is
+
+
+def _rating_rule(config: Mapping[str, Any]) -> str:
+    floor = config.get("min_rating")
+    if _is_missing(floor) or float(floor) <= 0:
+        return "every rating counts as a positive"
+    return f"ratings below {format_any(float(floor))} dropped"
+
+
+def describe_cf(config: Mapping[str, Any] | None) -> str:
+    """A collaborative configuration (``tasks.profile.CollabSection`` as a dict) in words.
+
+    >>> describe_cf({"model": "ease", "ease_lambda": 3000.0, "min_rating": 3.0})
+    'EASE, lambda 3,000, ratings below 3 dropped'
+    >>> describe_cf({"model": "als", "factors": 64, "regularization": 0.01, "iterations": 15,
+    ...              "confidence": "linear", "confidence_alpha": 10.0, "min_rating": 0.0})
+    'ALS, 64 factors, regularization 0.01, 15 iterations, confidence 1 + 10 x rating, every rating counts as a positive'
+    >>> describe_cf({"model": "item_knn", "knn_k": 20, "knn_weighting": "bm25", "min_rating": 0})
+    'item kNN, 20 neighbours per film, bm25 similarity, every rating counts as a positive'
+    """
+    if not config:
+        return MISSING
+    cfg = dict(config)
+    model = str(cfg.get("model", MISSING))
+    if model == "ease":
+        parts = ["EASE", f"lambda {format_any(cfg.get('ease_lambda'))}"]
+    elif model == "item_knn":
+        parts = [
+            "item kNN",
+            f"{format_any(cfg.get('knn_k'))} neighbours per film",
+            f"{format_any(cfg.get('knn_weighting'))} similarity",
+        ]
+    elif model == "als":
+        scheme = str(cfg.get("confidence", ""))
+        confidence = _CONFIDENCE_TEXT.get(scheme, f"{scheme or MISSING} confidence")
+        parts = [
+            "ALS",
+            f"{format_any(cfg.get('factors'))} factors",
+            f"regularization {format_any(cfg.get('regularization'))}",
+            f"{format_any(cfg.get('iterations'))} iterations",
+            confidence.format(a=format_any(cfg.get("confidence_alpha"))),
+        ]
+    elif model == "puresvd":
+        parts = ["PureSVD", f"{format_any(cfg.get('factors'))} factors"]
+    else:
+        parts = [model]
+    return ", ".join([*parts, _rating_rule(cfg)])
+
+
+def _cf_phrase(config: Mapping[str, Any] | None) -> str:
+    """:func:`describe_cf` for use inside a sentence: ``EASE (lambda 3,000, ratings below 3 dropped)``.
+
+    >>> _cf_phrase({"model": "ease", "ease_lambda": 100.0, "min_rating": 0.0})
+    'EASE (lambda 100, every rating counts as a positive)'
+    """
+    name, _, rest = describe_cf(config).partition(", ")
+    return f"{name} ({rest})" if rest else name
+
+
+def _alphas_text(alphas: Mapping[str, Any]) -> str:
+    return ", ".join(f"{c} {format_any(float(alphas[c]))}" for c in cohort_order(alphas))
+
+
+def _ranking_text(ranking: Mapping[str, Any], alphas: Mapping[str, Any] | None = None) -> str:
+    """The re-ranking knobs of a policy in words."""
+    parts = []
+    alphas = alphas if alphas is not None else ranking.get("alphas")
+    if alphas:
+        parts.append(f"content weight {_alphas_text(alphas)}")
+    lam = ranking.get("lambda_div")
+    if not _is_missing(lam):
+        parts.append(
+            "MMR diversity weight 0 (pure score order)"
+            if float(lam) == 0
+            else f"MMR diversity weight {format_any(float(lam))}"
+        )
+    boosts = [
+        (name, ranking.get(key))
+        for name, key in (("quality", "w_q"), ("recency", "w_r"), ("provider", "w_p"))
+    ]
+    boosts = [(name, float(v)) for name, v in boosts if not _is_missing(v)]
+    if boosts:
+        parts.append(
+            "no boosts"
+            if all(v == 0 for _, v in boosts)
+            else "boosts " + ", ".join(f"{name} {format_any(v)}" for name, v in boosts)
+        )
+    if not _is_missing(ranking.get("c_max")):
+        seeds = ranking.get("n_cf_seed")
+        parts.append(
+            f"pool of at most {format_any(ranking['c_max'])} films"
+            + (f" ({format_any(seeds)} collaborative seeds)" if not _is_missing(seeds) else "")
+        )
+    return "; ".join(parts)
+
+
+def _trials_text(trials: Any, cut_short: Any = None) -> str:
+    if _is_missing(trials):
+        return "tuned on validation"
+    n = int(trials)
+    text = f"tuned on validation, {n:,} trial{'s' if n != 1 else ''}"
+    return text + (", cut short by its time budget" if cut_short else "")
+
+
+def describe_models(
+    policy: Mapping[str, Any] | None, context: Mapping[str, Any] | None
+) -> dict[str, str]:
+    """What each model of the run is, built from the run's own files (never typed by hand):
+    the tuned policy from ``tuning/policy.json``, the tuned baselines from ``tuning/baselines.json``,
+    the seed policy from ``models/cf/roles.json`` and the profile's ``[candidates]``, the content
+    baseline from ``models/content_meta.json`` (``context`` keys in the module docstring).
+
+    >>> policy = {"collab": {"model": "ease", "ease_lambda": 3000.0, "min_rating": 3.0},
+    ...           "ranking": {"alphas": {"cold": 0.3}, "lambda_div": 0.0},
+    ...           "search": {"trials": {"policy": 18}}}
+    >>> describe_models(policy, {})["tuned_policy"]
+    'hybrid of EASE (lambda 3,000, ratings below 3 dropped) and content similarity; content weight cold 0.3; MMR diversity weight 0 (pure score order) (tuned on validation, 18 trials)'
+    """
+    policy = _mapping(policy)
+    context = _mapping(context)
+    out: dict[str, str] = {}
+    search = _mapping(policy.get("search"))
+    ranking = _mapping(policy.get("ranking"))
+    if policy.get("collab"):
+        knobs = _ranking_text(ranking, ranking.get("alphas") or policy.get("alphas"))
+        out["tuned_policy"] = (
+            f"hybrid of {_cf_phrase(policy['collab'])} and content similarity"
+            + (f"; {knobs}" if knobs else "")
+            + f" ({_trials_text(_mapping(search.get('trials')).get('policy'), search.get('cut_short'))})"
+        )
+    baselines = _mapping(context.get("baselines"))
+    for name in CF_MODELS:
+        entry = _mapping(baselines.get(name))
+        if not entry:
+            continue
+        if entry.get("skipped"):
+            out[name] = f"{_label(name)}: not run - {entry['skipped']}"
+        elif entry.get("config"):
+            out[name] = (
+                f"{describe_cf(entry['config'])}, its own ranking of the whole catalogue "
+                f"({_trials_text(entry.get('trials'), entry.get('cut_short'))})"
+            )
+    pop = _mapping(baselines.get("popularity"))
+    out["popularity"] = (
+        "the most-rated training films, the same order for everyone (minus what the user has seen)"
+        + (" (nothing to tune)" if pop and not pop.get("params") else "")
+    )
+    meta = _mapping(context.get("content_meta"))
+    embedding = (
+        f" ({format_any(meta.get('encoder'))} embeddings, {format_any(meta.get('embedding_size'))} "
+        "dimensions)"
+        if meta
+        else ""
+    )
+    out["content"] = (
+        f"content similarity alone: the user's taste profile against each film's content "
+        f"embedding{embedding}, over the whole catalogue (not tuned)"
+    )
+    seed_alphas = _mapping(_mapping(policy.get("provenance")).get("seed_policy"))
+    seed_cf = _mapping(_mapping(_mapping(context.get("cf_roles")).get("seed_policy")).get("config"))
+    seed_knobs = _ranking_text(_mapping(context.get("seed_candidates")), seed_alphas or None)
+    out["seed_policy"] = (
+        "the seed system's fixed policy: hybrid of "
+        + (_cf_phrase(seed_cf) if seed_cf else "the profile's collaborative model")
+        + " and content similarity"
+        + (f"; {seed_knobs}" if seed_knobs else "")
+        + " (not tuned)"
+    )
+    return out
+
+
 # --------------------------------------------------------------------------- table lookups
 
 
 class _Metrics:
     """The long metrics table indexed by (model, cohort, metric, k)."""
 
-    def __init__(self, metrics: pd.DataFrame) -> None:
+    def __init__(self, metrics: pd.DataFrame, policy_model: str = "tuned_policy") -> None:
         if not isinstance(metrics, pd.DataFrame):
             raise TypeError(f"metrics must be a pandas DataFrame, got {type(metrics).__name__}")
         missing = [c for c in METRICS_TABLE_COLUMNS if c not in metrics.columns]
@@ -241,7 +474,7 @@ class _Metrics:
         for row in metrics.to_dict("records"):
             key = (str(row["model"]), str(row["cohort"]), str(row["metric"]), int(row["k"]))
             self.rows[key] = row
-        self.models = model_order(metrics["model"].astype(str))
+        self.models = summary_order(metrics, policy_model) if len(metrics) else []
         self.cohorts = cohort_order(metrics["cohort"].astype(str))
         self.ks = sorted({int(k) for k in metrics["k"]})
         self.metrics = {str(m) for m in metrics["metric"]}
@@ -249,7 +482,11 @@ class _Metrics:
     def get(self, model: str, cohort: str, metric: str, k: int) -> dict[str, Any] | None:
         return self.rows.get((model, cohort, metric, int(k)))
 
-    def estimate(self, model: str, cohort: str, metric: str, k: int, with_n: bool) -> str:
+    def value(self, model: str, cohort: str, metric: str, k: int) -> float | None:
+        row = self.get(model, cohort, metric, k)
+        return None if row is None else float(row["value"])
+
+    def estimate(self, model: str, cohort: str, metric: str, k: int, with_n: bool = False) -> str:
         row = self.get(model, cohort, metric, k)
         if row is None:
             return MISSING
@@ -257,18 +494,14 @@ class _Metrics:
             row["value"], row["ci_low"], row["ci_high"], row["n_users"] if with_n else None
         )
 
-    def n_text(self, model: str, cohort: str, metrics: Iterable[str], ks: Iterable[int]) -> str:
-        ns = sorted(
+    def n_users(self, cohort: str, models: Iterable[str], k: int | None = None) -> list[int]:
+        return sorted(
             {
                 int(row["n_users"])
-                for metric in metrics
-                for k in ks
-                if (row := self.get(model, cohort, metric, k)) is not None
+                for (model, c, _, kk), row in self.rows.items()
+                if c == cohort and model in set(models) and (k is None or kk == int(k))
             }
         )
-        if not ns:
-            return MISSING
-        return f"{ns[0]:,}" if len(ns) == 1 else f"{ns[0]:,}-{ns[-1]:,}"
 
 
 def _check_paired(paired: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -287,48 +520,19 @@ def _check_paired(paired: pd.DataFrame | None) -> pd.DataFrame | None:
     return paired
 
 
-# --------------------------------------------------------------------------- sections
-
-
-def _title_lines(title: str, context: Mapping[str, Any], what: str) -> list[str]:
-    run_id = context.get("run_id")
-    profile = context.get("profile")
-    lines = [
-        f"# {title}",
-        "",
-        f"Run `{run_id}` of profile `{profile}`."
-        if run_id and profile
-        else f"Run id: {run_id or MISSING}; profile: {profile or MISSING}.",
-        "",
-        f"{what} Every number in this report is read from this run's own tables and settings; "
-        "none is typed by hand, and what a table lacks is marked *missing*.",
+def _paired_row(
+    paired: pd.DataFrame | None, model: str, baseline: str, cohort: str, metric: str, k: int
+) -> dict[str, Any] | None:
+    if paired is None or paired.empty:
+        return None
+    hit = paired.loc[
+        (paired["model"].astype(str) == model)
+        & (paired["baseline"].astype(str) == baseline)
+        & (paired["cohort"].astype(str) == cohort)
+        & (paired["metric"].astype(str) == metric)
+        & (paired["k"].astype(int) == int(k))
     ]
-    sources = _mapping(context.get("sources"))
-    if sources:
-        lines += ["", "Sources:", ""]
-        lines += [f"- {name}: `{path}`" for name, path in sources.items()]
-    return lines
-
-
-def _interval_text(context: Mapping[str, Any]) -> str:
-    ev = _mapping(context.get("eval"))
-    level = ev.get("confidence")
-    n_boot = ev.get("bootstrap_samples")
-    parts = [
-        f"{_pct(level)} bootstrap percentile intervals" if level is not None else
-        "bootstrap percentile intervals (confidence level: *missing* from the run context)",
-    ]  # fmt: skip
-    parts.append(
-        f"over users ({format_any(n_boot)} resamples"
-        + (f", seed {ev['seed']})" if "seed" in ev else ")")
-        if n_boot is not None
-        else "over users (number of resamples: *missing*)"
-    )
-    return (
-        "Intervals in brackets are "
-        + " ".join(parts)
-        + "; n is the number of evaluated users behind the number."
-    )
+    return None if hit.empty else hit.iloc[0].to_dict()
 
 
 def _ci_label(context: Mapping[str, Any]) -> str:
@@ -336,156 +540,354 @@ def _ci_label(context: Mapping[str, Any]) -> str:
     return f"{_pct(level)} CI" if level is not None else "CI"
 
 
-def _split_lines(context: Mapping[str, Any]) -> list[str]:
-    split = _mapping(context.get("split"))
-    lines = ["## Data, split and relevance", ""]
-    dataset = _mapping(context.get("dataset"))
-    if dataset:
-        labels = {"n_users": "users", "n_items": "items in the catalog", "n_ratings": "ratings"}
-        facts = [f"{format_any(v)} {labels.get(k, k)}" for k, v in dataset.items()]
-        lines.append("- Dataset: " + ", ".join(facts) + ".")
-    else:
-        lines.append(f"- Dataset size: {MISSING} (the run context holds no dataset facts).")
-    if not split:
-        lines.append(
-            f"- Split rule, relevance rule, cohorts: {MISSING} (no split settings in the run context)."
-        )
-        return lines
+# --------------------------------------------------------------------------- sections
 
-    def get(key: str) -> str:
-        return format_any(split[key]) if key in split else MISSING
 
-    method = split.get("method")
-    if method == "per_user":
-        fraction = split.get("holdout_fraction")
-        lines.append(
-            f"- Split: per-user temporal holdout - each user's last {_pct(fraction)} of ratings "
-            f"by time (rounded up, at least {get('min_holdout')}) are held out for testing; "
-            "the earlier ratings train."
-        )
-    elif method == "global":
-        lines.append(
-            f"- Split: global time cut - ratings at or after the {get('global_cut_quantile')} "
-            "quantile of all timestamps are held out for testing; earlier ratings train."
-        )
-    else:
-        lines.append(f"- Split method: {format_any(method) if method else MISSING}.")
-    lines.append(
-        f"- Relevance: a held-out rating is relevant when rating >= {get('relevance_threshold')}; "
-        "R_u is the set of a user's relevant held-out items, and a user with at least one is an "
-        "evaluated user."
+def _title_lines(title: str, context: Mapping[str, Any], what: str) -> list[str]:
+    run_id = context.get("run_id")
+    profile = context.get("profile")
+    where = (
+        f"Run `{run_id}` of profile `{profile}`."
+        if run_id and profile
+        else f"Run id: {run_id or MISSING}; profile: {profile or MISSING}."
     )
-    lines.append(
-        f"- Cohorts by number of training ratings n_train: cold n_train <= {get('cold_max')}, "
-        f"light <= {get('light_max')}, medium <= {get('medium_max')}, heavy > {get('medium_max')}."
-    )
-    if "simulated_cold_share" in split:
-        lines.append(
-            f"- Simulated cold start: {_pct(split['simulated_cold_share'])} of the users with "
-            f"training and test ratings keep only their first {get('simulated_cold_min')} to "
-            f"{get('simulated_cold_max')} training ratings."
-        )
-    return lines
+    return [
+        f"# {title}",
+        "",
+        f"{where} {what} Every number here is read from this run's own files (`tuning/`, `eval/`, "
+        "`models/`); none is typed by hand, and what a file lacks is marked *missing*.",
+    ]
 
 
-def _eval_lines(context: Mapping[str, Any]) -> list[str]:
+def _interval_sentence(context: Mapping[str, Any]) -> str:
     ev = _mapping(context.get("eval"))
-    lines = [f"- {_interval_text(context)}"]
-    if "sample_users" in ev:
-        n = ev["sample_users"]
-        lines.append(
-            "- Users evaluated: every test user (no sampling)."
-            if int(n) == 0
-            else f"- Users evaluated: a sample of {format_any(n)} users, as the profile asks."
+    level, n_boot = ev.get("confidence"), ev.get("bootstrap_samples")
+    if level is None:
+        text = "Intervals are bootstrap percentile intervals over users (level: *missing*)"
+    else:
+        text = f"Intervals are {_pct(level)} bootstrap percentile intervals over users"
+    if n_boot is not None:
+        text += f" ({format_any(n_boot)} resamples" + (
+            f", seed {ev['seed']})" if "seed" in ev else ")"
+        )
+    return text + "."
+
+
+def _validation_users(val: pd.DataFrame | None, policy: Mapping[str, Any]) -> str | None:
+    counts: set[int] = set()
+    if val is not None and "users" in val.columns:
+        counts = {int(v) for v in val["users"] if not _is_missing(v)}
+    if not counts:
+        users = _mapping(policy.get("validation")).get("users")
+        counts = {int(users)} if not _is_missing(users) else set()
+    if not counts:
+        return None
+    lo, hi = min(counts), max(counts)
+    return f"{lo:,}" if lo == hi else f"{lo:,} to {hi:,}"
+
+
+def _summary_lines(
+    m: _Metrics,
+    val: pd.DataFrame | None,
+    k: int,
+    context: Mapping[str, Any],
+    policy: Mapping[str, Any],
+    models: Sequence[str] | None = None,
+) -> list[str]:
+    """The summary table: validation and test Recall/MAP/NDCG@k of every model."""
+    models = list(models if models is not None else m.models)
+    ci = _ci_label(context)
+    labels = [f"{METRIC_LABELS[x]}@{k}" for x in HEADLINE_METRICS]
+    header = ["Model", *[f"Validation {x}" for x in labels], *[f"Test {x} [{ci}]" for x in labels]]
+    n_test = m.n_users("all", models, k)
+    if len(n_test) > 1:
+        header.append("Test users")
+    rows = []
+    for model in models:
+        name = f"**{_label(model)}**" if model == "tuned_policy" else _label(model)
+        cells = [name]
+        for x in HEADLINE_METRICS:
+            column = f"{x}@{k}"
+            has = val is not None and model in val.index and column in val.columns
+            cells.append(format_metric(val.loc[model, column]) if has else MISSING)
+        cells += [m.estimate(model, "all", x, k) for x in HEADLINE_METRICS]
+        if len(n_test) > 1:
+            ns = m.n_users("all", [model], k)
+            cells.append(f"{ns[0]:,}" if ns else MISSING)
+        rows.append(cells)
+    lines = _table(header, rows)
+    facts = []
+    n_val = _validation_users(val, policy)
+    facts.append(
+        f"Validation: {n_val} users (each model's chosen configuration; no interval)."
+        if n_val
+        else f"Validation users: {MISSING}."
+    )
+    if len(n_test) == 1:
+        facts.append(
+            f"Test: {n_test[0]:,} users with a relevant held-out item, the same users for every model."
+        )
+    facts.append(_interval_sentence(context))
+    facts.append(
+        "Validation and test are different holdouts (validation: each user's last training ratings; "
+        "test: the last ratings of all), so compare models within a column."
+    )
+    if val is None:
+        facts.append(f"Validation figures: {MISSING} (no tuning/validation_metrics.csv).")
+    return [*lines, "", " ".join(facts)]
+
+
+def _selection_sentence(
+    policy: Mapping[str, Any], context: Mapping[str, Any], val: pd.DataFrame | None
+) -> str:
+    """One sentence (two at most) on how the tuned policy was chosen, from policy.json."""
+    if not policy:
+        return f"How the tuned policy was selected: {MISSING} (no tuning/policy.json)."
+    search = _mapping(policy.get("search"))
+    trials = _mapping(search.get("trials"))
+    baselines = _mapping(context.get("baselines"))
+    split = _mapping(context.get("split"))
+    validation = _mapping(policy.get("validation"))
+    if split.get("method") == "global":
+        cut = split.get("validation_cut_quantile") or split.get("global_cut_quantile")
+        where = f"the training ratings after the {format_any(cut)} quantile of training time"
+    else:
+        fraction = split.get("validation_fraction") or split.get("holdout_fraction")
+        where = (
+            f"each user's last {_pct(fraction)} of training ratings"
+            if fraction is not None
+            else "each user's last training ratings"
+        )
+    n_val = _validation_users(val, policy)
+    users = f", {n_val} users" if n_val else ""
+    if validation.get("sampled"):
+        users += " (a seeded sample)"
+    tuned = [(n, _mapping(baselines.get(n))) for n in (*CF_MODELS, "popularity")]
+    per_model = [
+        f"{_label(name)} {int(entry['trials']):,}"
+        for name, entry in tuned
+        if entry and entry.get("params") and not _is_missing(entry.get("trials"))
+    ]
+    fixed = [
+        _label(name)
+        for name, entry in tuned
+        if entry and not entry.get("params") and not entry.get("skipped")
+    ]
+    n_policy = trials.get("policy")
+    trial_text = (
+        f"{int(n_policy):,} search trials for the policy"
+        if not _is_missing(n_policy)
+        else f"policy trials: {MISSING}"
+    ) + (f", the same budget for each tuned baseline ({', '.join(per_model)})" if per_model else "")
+    if fixed:
+        trial_text += f"; {', '.join(fixed)} {'has' if len(fixed) == 1 else 'have'} nothing to tune"
+    metric = str(validation.get("metric") or "recall@10")
+    name, _, kk = metric.partition("@")
+    chose = _cf_phrase(policy.get("collab")) if policy.get("collab") else MISSING
+    knobs = _ranking_text(_mapping(policy.get("ranking")), policy.get("alphas"))
+    text = (
+        f"**How the tuned policy was selected:** on the validation split only ({where}{users}), "
+        f"maximising {METRIC_LABELS.get(name, name)}@{kk}, with {trial_text}. The search chose "
+        f"{chose}" + (f" with {knobs}" if knobs else "") + ". That configuration was then refit on "
+        "the whole training data, and the test set was scored once."
+    )
+    if search.get("cut_short"):
+        cut = search.get("cut_short_studies") or []
+        text += (
+            " **The search was cut short by its time budget**"
+            + (f" ({', '.join(map(str, cut))})" if cut else "")
+            + ": the best configuration found so far was kept."
+        )
+    return text
+
+
+def verdict_text(
+    metrics: pd.DataFrame,
+    paired: pd.DataFrame | None,
+    gates: Mapping[str, Any] | None,
+    context: Mapping[str, Any] | None = None,
+    *,
+    k: int = 10,
+    metric: str = "recall",
+    policy_model: str = "tuned_policy",
+) -> str:
+    """The comparison with the best baseline on test, in plain words: a win, a tie or a loss is
+    said as such, with the paired difference and its interval (all users).
+
+    >>> m = pd.DataFrame({"model": ["tuned_policy", "ease"], "cohort": "all", "metric": "recall",
+    ...                   "k": 10, "value": [0.07, 0.075], "ci_low": 0.0, "ci_high": 1.0, "n_users": 50})
+    >>> p = pd.DataFrame({"model": ["tuned_policy"], "baseline": ["ease"], "cohort": ["all"],
+    ...                   "metric": ["recall"], "k": [10], "baseline_value": [0.075],
+    ...                   "mean_diff": [-0.005], "ci_low": [-0.009], "ci_high": [-0.001]})
+    >>> print(verdict_text(m, p, None).split(". ")[-1])
+    **The tuned policy loses to the best baseline, EASE**: the interval lies below 0, so on this data EASE alone recommends better.
+    """
+    context = _mapping(context)
+    gates = _mapping(gates)
+    label = f"{METRIC_LABELS.get(metric, metric)}@{k}"
+    lift = lift_over_best_baseline(metrics, paired, policy_model, metric, k)
+    lift = lift.loc[lift["cohort"] == "all"]
+    if lift.empty:
+        return (
+            f"**No comparison with a baseline:** the test table lacks {label} rows for the "
+            f"{_label(policy_model)} or for every baseline ({MISSING})."
+        )
+    row = lift.iloc[0].to_dict()
+    best = str(gates.get("best_baseline") or row["best_baseline"])
+    m = _Metrics(metrics, policy_model)
+    base_value = m.value(best, "all", metric, k)
+    base_value = row["baseline_value"] if base_value is None else base_value
+    pair = _paired_row(paired, policy_model, best, "all", metric, k)
+    ci = _ci_label(context)
+    mine, name = float(row["model_value"]), _label(best)
+    lift_pct = 100.0 * (mine - base_value) / base_value if base_value else float("nan")
+    text = (
+        f"On test ({label}, all {int(row['n_users']):,} users) the tuned policy scores "
+        f"{format_metric(mine)} and the best baseline, {name}, {format_metric(base_value)}"
+    )
+    if math.isfinite(lift_pct):
+        text += f" (lift {lift_pct:+.1f}%)"
+    if pair is None:
+        return (
+            text
+            + f". There is no paired test against {name}: whether the difference is real is {MISSING}."
+        )
+    diff, lo, hi = float(pair["mean_diff"]), float(pair["ci_low"]), float(pair["ci_high"])
+    text += f": a paired difference of {format_diff(diff, lo, hi)} ({ci}). "
+    if lo > 0:
+        text += f"**The tuned policy beats the best baseline, {name}**: the interval lies above 0."
+    elif hi < 0:
+        text += (
+            f"**The tuned policy loses to the best baseline, {name}**: the interval lies below 0, "
+            f"so on this data {name} alone recommends better."
         )
     else:
-        lines.append(f"- Whether users were sampled: {MISSING}.")
-    return lines
+        lower = " (it is lower, but not significantly)" if diff < 0 else ""
+        text += (
+            f"**The tuned policy does not beat the best baseline, {name}**: the interval includes "
+            f"0, so the two are tied on this data{lower}."
+        )
+    return text
 
 
-def _models_lines(m: _Metrics, models: Sequence[str], expected: Sequence[str]) -> list[str]:
-    lines = ["## Models", ""]
-    for model in models:
-        lines.append(f"- `{model}`: {MODEL_DESCRIPTIONS.get(model, 'no description recorded')}")
-    for model in expected:
-        if model not in m.models:
-            lines.append(f"- `{model}`: {MISSING} - the metrics table has no rows for it.")
-    return lines
+def _other_metrics_sentence(
+    paired: pd.DataFrame | None, best: str | None, k: int, policy_model: str
+) -> str | None:
+    if paired is None or not best:
+        return None
+    parts = []
+    for metric in HEADLINE_METRICS[1:]:
+        pair = _paired_row(paired, policy_model, best, "all", metric, k)
+        if pair is not None:
+            parts.append(
+                f"{METRIC_LABELS[metric]}@{k} {format_diff(pair['mean_diff'], pair['ci_low'], pair['ci_high'])}"
+            )
+    if not parts:
+        return None
+    return f"Against {_label(best)} on the other metrics: " + "; ".join(parts) + "."
 
 
-def _headline_lines(
-    m: _Metrics, models: Sequence[str], k: int, context: Mapping[str, Any]
-) -> list[str]:
+def _gate_plain(gate: Mapping[str, Any], gates: Mapping[str, Any], ci: str) -> tuple[str, str, str]:
+    """(what the gate checks, measured, threshold) in plain words."""
+    name = str(gate.get("name", ""))
+    details = gate.get("details") if isinstance(gate.get("details"), Mapping) else {}
+    metric = str(gates.get("metric") or "recall")
+    k = gates.get("k") or 10
+    label = f"{METRIC_LABELS.get(metric, metric)}@{k}"
+    measured, threshold = gate.get("measured"), gate.get("threshold")
+    best = details.get("best_baseline")
+    vs = f" ({_label(best)})" if best else ""
+    if name == "lift_over_best_baseline":
+        return (
+            f"all users: {label} lift over the best baseline{vs}",
+            MISSING if _is_missing(measured) else f"{100 * float(measured):+.1f}%",
+            f"at least {_pct(threshold)}",
+        )
+    if name == "significantly_better_than_best_baseline":
+        return (
+            f"all users: the {ci} of (tuned policy - best baseline{vs}) lies above 0",
+            format_diff(details.get("mean_diff"), details.get("ci_low"), details.get("ci_high"))
+            if "ci_low" in details
+            else format_any(measured),
+            "lower end above 0",
+        )
+    if name.startswith("no_cohort_worse_"):
+        cohort = name.removeprefix("no_cohort_worse_")
+        rule = details.get("rule")
+        shown = (
+            format_diff(measured, details.get("ci_low"), details.get("ci_high"))
+            if rule == "paired"
+            else format_diff(measured)
+        )
+        return (
+            f"{cohort} users: not significantly worse than their best baseline{vs}",
+            shown,
+            "upper end at least 0" if rule != "unpaired" else "at least the baseline's lower end",
+        )
+    return (str(gate.get("description", name)), format_any(measured), format_any(threshold))
+
+
+def _gate_summary(gates: Mapping[str, Any] | None) -> str:
+    if not gates:
+        return f"Acceptance gates: {MISSING} (no eval/gates.json)."
+    items = list(gates.get("gates") or [])
+    passed = [g for g in items if g.get("passed") is True]
+    failed = [str(g.get("name")) for g in items if g.get("passed") is False]
+    unknown = [str(g.get("name")) for g in items if g.get("passed") is None]
+    lift = gates.get("min_lift")
+    intro = "Acceptance gates" + (
+        f" (lift gate: at least {_pct(lift)})" if lift is not None else ""
+    )
+    if items and len(passed) == len(items) and gates.get("all_passed") is not False:
+        return f"{intro}: **all {len(items)} passed**."
+    text = f"{intro}: **{len(passed)} of {len(items)} passed**"
+    if failed:
+        text += f"; failed: {', '.join(failed)}"
+    if unknown:
+        text += f"; not evaluated (no evidence): {', '.join(unknown)}"
+    if gates.get("all_passed") is True and failed:
+        text += " (**inconsistent input:** all_passed is true, but the failed gates stand)"
+    return text + "."
+
+
+def _gate_lines(gates: Mapping[str, Any] | None, context: Mapping[str, Any]) -> list[str]:
+    lines = ["## Acceptance gates", ""]
+    if not gates:
+        return [*lines, f"{MISSING}: no gates were given to the report."]
+    items = list(gates.get("gates") or [])
+    if not items:
+        return [*lines, f"{MISSING}: the gates file lists no gates."]
     ci = _ci_label(context)
-    header = ["Model", *[f"{METRIC_LABELS[x]}@{k} [{ci}]" for x in HEADLINE_METRICS], "n users"]
-    rows = [
-        [
-            f"`{model}`",
-            *[m.estimate(model, "all", metric, k, with_n=False) for metric in HEADLINE_METRICS],
-            m.n_text(model, "all", HEADLINE_METRICS, [k]),
-        ]
-        for model in models
-    ]
-    lines = [f"## Headline: all users, K={k}", ""]
-    if not rows:
-        return [*lines, f"{MISSING}: no model rows to show."]
-    return lines + _table(header, rows)
-
-
-def _cohort_lines(m: _Metrics, models: Sequence[str], k: int, metrics: Sequence[str]) -> list[str]:
-    present = [
-        c for c in m.cohorts if any(m.get(mod, c, "recall", k) for mod in models)
-    ] or m.cohorts
-    lines = [f"## Per cohort, K={k}", ""]
-    absent = [c for c in COHORTS if c not in m.cohorts]
-    if absent:
-        lines += [
-            f"Cohort(s) {', '.join(absent)}: {MISSING} - the metrics table has no rows for them "
-            "(no evaluated users in the cohort, or not computed).",
-            "",
-        ]
-    lines.append("Each cell: value [interval], n = evaluated users of that cohort.")
-    for metric in metrics:
-        if metric not in m.metrics:
-            lines += [
-                "",
-                f"### {METRIC_LABELS.get(metric, metric)}@{k}",
-                "",
-                f"{MISSING}: no rows.",
-            ]
-            continue
-        rows = [
-            [f"`{model}`", *[m.estimate(model, c, metric, k, with_n=True) for c in present]]
-            for model in models
-        ]
-        lines += ["", f"### {METRIC_LABELS.get(metric, metric)}@{k}", ""]
-        lines += _table(["Model", *present], rows)
+    rows = []
+    for gate in items:
+        what, measured, threshold = _gate_plain(gate, gates, ci)
+        passed = gate.get("passed")
+        status = (
+            "passed" if passed is True else "**FAILED**" if passed is False else "not evaluated"
+        )
+        rows.append([what, measured, threshold, status, f"`{gate.get('name', MISSING)}`"])
+    lines += _table(["What is checked", "Measured on test", "Required", "Result", "Gate"], rows)
+    if gates.get("all_passed") is True and any(g.get("passed") is False for g in items):
+        lines += ["", "**Inconsistent input:** all_passed is true, but the failed gates stand."]
     return lines
 
 
-def _all_k_lines(
-    m: _Metrics, models: Sequence[str], metrics: Sequence[str], title: str
+def _models_lines(
+    descriptions: Mapping[str, str], m: _Metrics, context: Mapping[str, Any], models: Sequence[str]
 ) -> list[str]:
-    shown = [x for x in metrics if x in m.metrics]
-    lines = [f"## {title}", ""]
-    if not shown or not m.ks:
-        return [*lines, f"{MISSING}: the metrics table has no rows for these metrics."]
-    header = ["Model", "K", *[METRIC_LABELS.get(x, x) for x in shown], "n users"]
-    rows = [
-        [
-            f"`{model}`",
-            str(k),
-            *[m.estimate(model, "all", metric, k, with_n=False) for metric in shown],
-            m.n_text(model, "all", shown, [k]),
-        ]
-        for model in models
-        for k in m.ks
-        if any(m.get(model, "all", metric, k) for metric in shown)
-    ]
-    missing = [METRIC_LABELS.get(x, x) for x in metrics if x not in m.metrics]
-    if missing:
-        lines += [f"Not in the metrics table ({MISSING}): {', '.join(missing)}.", ""]
-    return lines + _table(header, rows)
+    lines = ["## The models", ""]
+    for model in models:
+        text = descriptions.get(model, "no description recorded in the run's files")
+        lines.append(f"- **{_label(model)}** (`{model}`): {text}.")
+    for name, entry in _mapping(context.get("baselines")).items():
+        entry = _mapping(entry)
+        if name not in m.models and entry.get("skipped"):
+            lines.append(f"- **{_label(name)}** (`{name}`): not run - {entry['skipped']}.")
+    if "tuned_policy" not in m.models:
+        lines.append(
+            f"- **tuned policy** (`tuned_policy`): {MISSING} - the test table has no rows for it."
+        )
+    return lines
 
 
 def _figure_lines(figures: Mapping[str, Any], name: str, caption: str) -> list[str]:
@@ -496,63 +898,186 @@ def _figure_lines(figures: Mapping[str, Any], name: str, caption: str) -> list[s
     return ["", f"![{caption}]({link})"]
 
 
-def _lift_lines(
+def _chosen_grid_row(
+    tuning: pd.DataFrame | None, cohort: str, alpha: float | None
+) -> dict[str, Any] | None:
+    if tuning is None or alpha is None or not {"alpha", "cohort"} <= set(tuning.columns):
+        return None
+    grid = _validation_grid(tuning)
+    hit = grid.loc[
+        (grid["cohort"].astype(str) == cohort)
+        & ((grid["alpha"].astype(float) - alpha).abs() < 1e-9)
+    ]
+    return None if hit.empty else hit.iloc[0].to_dict()
+
+
+def _validation_grid(tuning: pd.DataFrame) -> pd.DataFrame:
+    if "split" in tuning.columns:
+        return tuning.loc[tuning["split"].astype(str) == "validation"]
+    return tuning
+
+
+def _cohort_lines(
+    m: _Metrics,
     metrics: pd.DataFrame,
     paired: pd.DataFrame | None,
-    policy_model: str,
+    tuning: pd.DataFrame | None,
+    policy: Mapping[str, Any],
+    gates: Mapping[str, Any] | None,
     k: int,
     context: Mapping[str, Any],
+    policy_model: str,
 ) -> list[str]:
-    lines = [f"## Lift of `{policy_model}` over the best baseline, Recall@{k}", ""]
-    lift = lift_over_best_baseline(metrics, paired, policy_model, "recall", k)
-    if lift.empty:
-        return [
-            *lines,
-            f"{MISSING}: the metrics table lacks Recall@{k} rows for `{policy_model}` or for "
-            "any baseline, so there is no lift to show.",
+    """Per cohort: the tuned policy against the cohort's best baseline, then every model."""
+    label = f"Recall@{k}"
+    lines = [f"## Per cohort, K={k}", ""]
+    absent = [c for c in COHORTS if c not in m.cohorts]
+    if absent:
+        lines += [
+            f"Cohort(s) {', '.join(absent)}: {MISSING} - the test table has no rows for them "
+            "(no evaluated users in the cohort).",
+            "",
         ]
-    lines += [
-        "lift = (policy - best baseline) / best baseline, the best baseline being the highest "
-        f"Recall@{k} among the other models in that cohort; its interval is the paired-bootstrap "
-        "interval of the mean difference divided by the baseline mean.",
-        "",
-    ]
-    ci = _ci_label(context)
-    rows = []
-    for r in lift.to_dict("records"):
-        has_ci = not (_is_missing(r["ci_low_pct"]) or _is_missing(r["ci_high_pct"]))
-        rows.append(
+    split = _mapping(context.get("split"))
+    if {"cold_max", "light_max", "medium_max"} <= set(split):
+        lines += [
+            f"Cohorts by number of training ratings: cold at most {split['cold_max']}, light at most "
+            f"{split['light_max']}, medium at most {split['medium_max']}, heavy more.",
+            "",
+        ]
+    lift = lift_over_best_baseline(metrics, paired, policy_model, "recall", k)
+    gate_by = {str(g.get("name")): g for g in (_mapping(gates).get("gates") or [])}
+    alphas, _ = policy_parts(policy)
+    if not lift.empty:
+        ci = _ci_label(context)
+        rows = []
+        for r in lift.to_dict("records"):
+            cohort = str(r["cohort"])
+            grid = _chosen_grid_row(tuning, cohort, alphas.get(cohort))
+            gate = gate_by.get(
+                "lift_over_best_baseline" if cohort == "all" else f"no_cohort_worse_{cohort}"
+            )
+            if cohort == "all":
+                gate_all = [
+                    gate_by.get(n)
+                    for n in ("lift_over_best_baseline", "significantly_better_than_best_baseline")
+                ]
+                states = [g.get("passed") for g in gate_all if g]
+                result = (
+                    MISSING
+                    if not states
+                    else "passed"
+                    if all(s is True for s in states)
+                    else "**FAILED**"
+                    if any(s is False for s in states)
+                    else "not evaluated"
+                )
+            else:
+                result = (
+                    MISSING
+                    if gate is None
+                    else {True: "passed", False: "**FAILED**"}.get(
+                        gate.get("passed"), "not evaluated"
+                    )
+                )
+            if cohort == "all":
+                weight = "per cohort" if alphas else "-"
+                tuned_val = _mapping(policy.get("validation")).get(f"recall@{k}")
+                validation = format_metric(tuned_val) if not _is_missing(tuned_val) else "-"
+            else:
+                weight = format_any(alphas[cohort]) if cohort in alphas else "-"
+                validation = format_metric(grid.get(f"recall@{k}")) if grid else "-"
+            rows.append(
+                [
+                    cohort,
+                    f"{int(r['n_users']):,}",
+                    weight,
+                    validation,
+                    m.estimate(policy_model, cohort, "recall", k),
+                    _label(str(r["best_baseline"])),
+                    m.estimate(str(r["best_baseline"]), cohort, "recall", k),
+                    format_diff(r["mean_diff"], r["ci_low"], r["ci_high"]),
+                    "undefined (baseline 0)"
+                    if _is_missing(r["lift_pct"])
+                    else f"{r['lift_pct']:+.1f}%",
+                    result,
+                ]
+            )
+        header = ["Cohort", "Test users", "Content weight", f"Validation {label} (tuned)",
+                  f"Test {label}, tuned policy", "Best baseline on test", f"Its test {label}",
+                  f"Difference [{ci}]", "Lift", "Gate"]  # fmt: skip
+        lines += [
+            f"The tuned policy against the best baseline of each cohort ({label}); validation = "
+            "the cohort's validation users at the content weight chosen for it.",
+            "",
+            *_table(header, rows),
+        ]
+    else:
+        lines.append(f"{MISSING}: no {label} rows for the tuned policy or for any baseline.")
+    present = [c for c in m.cohorts if any(m.get(x, c, "recall", k) for x in m.models)]
+    for metric in HEADLINE_METRICS:
+        title = f"{METRIC_LABELS[metric]}@{k}"
+        if metric not in m.metrics:
+            lines += ["", f"### {title} per cohort", "", f"{MISSING}: no rows."]
+            continue
+        header = ["Model"]
+        uniform: dict[str, bool] = {}
+        for c in present:
+            ns = m.n_users(c, m.models, k)
+            uniform[c] = len(ns) == 1
+            header.append(f"{c} (n={ns[0]:,})" if len(ns) == 1 else c)
+        rows = [
             [
-                r["cohort"],
-                format_metric(r["model_value"]),
-                f"`{r['best_baseline']}`",
-                format_metric(r["baseline_value"]),
-                "undefined (baseline 0)"
-                if _is_missing(r["lift_pct"])
-                else f"{r['lift_pct']:+.1f}%",
-                f"[{r['ci_low_pct']:+.1f}%, {r['ci_high_pct']:+.1f}%]"
-                if has_ci
-                else f"{MISSING} (no paired test)",
-                format_p(r["p_value"]),
-                format_p(r["wilcoxon_p"]),
-                f"{int(r['n_users']):,}",
+                _label(model),
+                *[m.estimate(model, c, metric, k, with_n=not uniform[c]) for c in present],
             ]
-        )
-    header = [
-        "Cohort",
-        policy_model,
-        "Best baseline",
-        "Baseline value",
-        "Lift",
-        f"Lift {ci}",
-        "p (bootstrap)",
-        "p (Wilcoxon)",
-        "n users",
-    ]
+            for model in m.models
+        ]
+        lines += ["", f"### {title} per cohort", "", *_table(header, rows)]
+    return lines
+
+
+def _all_k_lines(m: _Metrics, models: Sequence[str], metrics: Sequence[str], ci: str) -> list[str]:
+    lines = ["## Every K, all users", ""]
+    shown = [x for x in metrics if x in m.metrics]
+    if not shown or not m.ks:
+        return [*lines, f"{MISSING}: the test table has no rows for these metrics."]
+    lines.append(f"Test, all users; each cell: mean [{ci}].")
+    missing = [METRIC_LABELS.get(x, x) for x in metrics if x not in m.metrics]
+    if missing:
+        lines += ["", f"Not in the test table ({MISSING}): {', '.join(missing)}."]
+    for metric in shown:
+        name = METRIC_LABELS.get(metric, metric)
+        rows = [
+            [_label(model), *[m.estimate(model, "all", metric, k) for k in m.ks]]
+            for model in models
+        ]
+        lines += ["", f"### {name}@K", "", *_table(["Model", *[f"{name}@{k}" for k in m.ks]], rows)]
+    return lines
+
+
+def _beyond_lines(m: _Metrics, models: Sequence[str], k: int) -> list[str]:
+    lines = [f"## Beyond accuracy, all users, K={k}", ""]
+    shown = [x for x in BEYOND_ACCURACY_METRICS if x in m.metrics]
+    if not shown:
+        return [*lines, f"{MISSING}: the test table has no beyond-accuracy rows."]
+    header = ["Model", *[METRIC_LABELS.get(x, x) for x in shown]]
+    rows = [[_label(model), *[m.estimate(model, "all", x, k) for x in shown]] for model in models]
     lines += _table(header, rows)
-    skipped = [c for c in ["all", *COHORTS] if c not in set(lift["cohort"])]
-    if skipped:
-        lines += ["", f"No lift for {', '.join(skipped)}: {MISSING} (no policy or baseline row)."]
+    others = [kk for kk in m.ks if kk != k]
+    lines += [
+        "",
+        "Catalog coverage is a count of distinct films over all lists, not a mean over users, so it "
+        "has no interval. Novelty is in bits (not bounded by 1)."
+        + (
+            f" The same metrics at K = {', '.join(map(str, others))} are in eval/metrics.parquet."
+            if others
+            else ""
+        ),
+    ]
+    missing = [METRIC_LABELS.get(x, x) for x in BEYOND_ACCURACY_METRICS if x not in m.metrics]
+    if missing:
+        lines += ["", f"Not in the test table ({MISSING}): {', '.join(missing)}."]
     return lines
 
 
@@ -560,269 +1085,211 @@ def _paired_lines(
     paired: pd.DataFrame | None,
     k: int,
     context: Mapping[str, Any],
-    models: Sequence[str] | None = None,
+    policy_model: str,
+    baselines: Sequence[str] | None = None,
 ) -> list[str]:
-    lines = [f"## Paired tests against each baseline, K={k}", ""]
+    lines = [f"## Paired tests: tuned policy - each baseline, all users, K={k}", ""]
     if paired is None:
         return [*lines, f"{MISSING}: no paired-tests table was given to the report."]
-    table = paired
-    if models is not None:
-        keep = table["model"].astype(str).isin(models) | table["baseline"].astype(str).isin(models)
-        table = table.loc[keep]
-    shown = table.loc[
-        (table["k"].astype(int) == int(k)) & table["metric"].astype(str).isin(HEADLINE_METRICS)
+    table = paired.loc[
+        (paired["model"].astype(str) == policy_model)
+        & (paired["cohort"].astype(str) == "all")
+        & (paired["k"].astype(int) == int(k))
+        & paired["metric"].astype(str).isin(HEADLINE_METRICS)
     ]
-    if shown.empty:
+    if baselines is not None:
+        table = table.loc[table["baseline"].astype(str).isin(list(baselines))]
+    if table.empty:
         return [*lines, f"{MISSING}: the paired-tests table has no Recall/MAP/NDCG rows at K={k}."]
-    methods = sorted({str(x) for x in table["method"]}) if "method" in table.columns else []
-    lines += [
-        f"Method: {', '.join(methods) if methods else MISSING}; difference = model - baseline "
-        "per user, averaged; p (bootstrap) tests a mean difference of 0, p (Wilcoxon) is the "
-        f"signed-rank test on the same pairs. Shown: Recall, MAP, NDCG at K={k} "
-        f"({len(shown):,} of the table's {len(table):,} rows).",
-        "",
-    ]
     ci = _ci_label(context)
-    order_m = {name: i for i, name in enumerate(model_order(shown["model"].astype(str)))}
-    order_b = {name: i for i, name in enumerate(model_order(shown["baseline"].astype(str)))}
-    order_c = {name: i for i, name in enumerate(cohort_order(shown["cohort"].astype(str)))}
+    order = {name: i for i, name in enumerate(model_order(table["baseline"].astype(str)))}
     records = sorted(
-        shown.to_dict("records"),
-        key=lambda r: (
-            order_m[str(r["model"])],
-            order_b[str(r["baseline"])],
-            order_c[str(r["cohort"])],
-            HEADLINE_METRICS.index(str(r["metric"])),
-        ),
+        table.to_dict("records"),
+        key=lambda r: (order[str(r["baseline"])], HEADLINE_METRICS.index(str(r["metric"]))),
     )
     rows = [
         [
-            f"`{r['model']}`",
-            f"`{r['baseline']}`",
-            str(r["cohort"]),
+            _label(str(r["baseline"])),
             f"{METRIC_LABELS[str(r['metric'])]}@{int(r['k'])}",
             format_metric(r["model_value"]),
             format_metric(r["baseline_value"]),
-            format_estimate(r["mean_diff"], r["ci_low"], r["ci_high"]),
+            format_diff(r["mean_diff"], r["ci_low"], r["ci_high"]),
             format_p(r["p_value"]),
             format_p(r.get("wilcoxon_p")),
             f"{int(r['n_users']):,}",
         ]
         for r in records
     ]
-    header = ["Model", "Baseline", "Cohort", "Metric", "Model value", "Baseline value", f"Difference [{ci}]",
-              "p (bootstrap)", "p (Wilcoxon)", "n users"]  # fmt: skip
+    header = ["Baseline", "Metric", "Tuned policy", "Baseline", f"Difference [{ci}]", "p (bootstrap)",
+              "p (Wilcoxon)", "Users"]  # fmt: skip
+    lines += [
+        "A positive difference favours the tuned policy. Per cohort and at other K the same tests "
+        "are in eval/paired_tests.parquet.",
+        "",
+    ]
     return lines + _table(header, rows)
 
 
-def _policy_lines(
-    policy: Mapping[str, Any] | None,
-    tuning: pd.DataFrame | None,
-    context: Mapping[str, Any],
-    k: int,
+def _grid_lines(
+    tuning: pd.DataFrame | None, policy: Mapping[str, Any], k: int, heading: str = "##"
 ) -> list[str]:
-    lines = ["## Policy: content weight alpha per cohort", ""]
-    alphas, provenance = policy_parts(policy)
-    if not alphas:
-        return [*lines, f"{MISSING}: no policy was given to the report."]
-    seed = _mapping(context.get("seed_policy"))
-    column = f"recall@{k}"
-    has_tuning = tuning is not None and {"alpha", "cohort"} <= set(tuning.columns)
-    header = [
-        "Cohort",
-        "alpha",
-        "Provenance",
-        f"Recall@{k} at this alpha (tuning grid)",
-        "n users (tuning grid)",
-    ]
-    if seed:
-        header.insert(2, "Seed policy alpha")
-    rows = []
-    for cohort in cohort_order(alphas):
-        alpha = alphas[cohort]
-        at_alpha = None
-        if has_tuning:
-            hit = tuning.loc[
-                (tuning["cohort"].astype(str) == cohort)
-                & ((tuning["alpha"].astype(float) - alpha).abs() < 1e-9)
-            ]
-            at_alpha = hit.iloc[0] if not hit.empty else None
-        value = (
-            format_metric(at_alpha[column])
-            if at_alpha is not None and column in at_alpha.index
-            else f"{MISSING} (not on the grid)"
-        )
-        users = (
-            format_any(at_alpha["users_eval"])
-            if at_alpha is not None and "users_eval" in at_alpha.index
-            else MISSING
-        )
-        row = [cohort, format_any(alpha), format_any(provenance.get(cohort, MISSING)), value, users]
-        if seed:
-            row.insert(2, format_any(seed.get(cohort, MISSING)))
-        rows.append(row)
-    lines += _table(header, rows)
-    absent = [c for c in COHORTS if c not in alphas]
-    if absent:
-        lines += ["", f"No alpha for cohort(s) {', '.join(absent)}: {MISSING} in the policy."]
-    general = {key: value for key, value in provenance.items() if key not in alphas}
-    if general:
-        lines += ["", "Provenance of the policy:", ""]
-        lines += [f"- {key}: {format_any(value)}" for key, value in general.items()]
-    elif not provenance:
-        lines += ["", f"Provenance: {MISSING} (the policy carries none)."]
-    return lines
-
-
-def _tuning_lines(tuning: pd.DataFrame | None, context: Mapping[str, Any], k: int) -> list[str]:
-    lines = ["## Alpha sweep (tuning results)", ""]
-    skipped = context.get("mmr_skipped_in_grid")
-    if skipped is True:
-        lines += [
-            "**Note:** MMR diversity re-ranking was skipped while the alpha grid was evaluated, "
-            "so the numbers of this sweep come from lists ranked without MMR and can differ from "
-            "the evaluation tables above.",
-            "",
-        ]
-    elif skipped is False:
-        lines += ["MMR diversity re-ranking ran during the alpha grid, as in the final lists.", ""]
-    else:
-        lines += [f"Whether MMR ran during the alpha grid: {MISSING} (not recorded).", ""]
+    """The content-weight grid of the chosen configuration on validation, cohorts as columns."""
+    lines = [f"{heading} Content weight grid on the validation split", ""]
     if tuning is None or tuning.empty:
-        return [*lines, f"{MISSING}: no tuning results were given to the report."]
-    columns = [c for c in _TUNING_ORDER if c in tuning.columns]
-    columns += [c for c in tuning.columns if c not in columns]
-    frame = tuning.copy()
-    frame["_c"] = (
-        frame["cohort"]
-        .astype(str)
-        .map({c: i for i, c in enumerate(cohort_order(frame["cohort"].astype(str)))})
-    )
-    frame = frame.sort_values(["_c", "alpha"])
+        return [*lines, f"{MISSING}: the run has no tuning/tuning_results.csv."]
+    grid = _validation_grid(tuning)
+    metric = str(_mapping(policy.get("validation")).get("metric") or f"recall@{k}")
+    metric = metric if metric in grid.columns else f"recall@{k}"
+    if grid.empty or metric not in grid.columns:
+        return [*lines, f"{MISSING}: the grid has no validation {metric} rows."]
+    alphas, provenance = policy_parts(policy)
+    choices = _mapping(provenance.get("choices"))
+    cohorts = cohort_order(grid["cohort"].astype(str))
+    name, _, kk = metric.partition("@")
+    label = f"{METRIC_LABELS.get(name, name)}@{kk}"
+    header = ["Content weight alpha"]
+    for c in cohorts:
+        sub = grid.loc[grid["cohort"].astype(str) == c]
+        n = sub["users_eval"].max() if "users_eval" in sub.columns else None
+        header.append(f"{c} (n={int(n):,})" if not _is_missing(n) else c)
     rows = []
-    for record in frame[columns].to_dict("records"):
-        cells = []
-        for col in columns:
-            value = record[col]
-            if col.startswith(("recall@", "map@", "ndcg@")) or col == "candidate_recall":
-                cells.append(format_metric(value))
-            else:
-                cells.append(format_any(value))
+    for alpha in sorted({float(a) for a in grid["alpha"]}):
+        cells = [format_any(alpha)]
+        for c in cohorts:
+            hit = grid.loc[
+                (grid["cohort"].astype(str) == c)
+                & ((grid["alpha"].astype(float) - alpha).abs() < 1e-9)
+            ]
+            if hit.empty:
+                cells.append("-")
+                continue
+            text = format_metric(hit.iloc[0][metric])
+            if "alpha_timed_out" in hit.columns and bool(hit.iloc[0]["alpha_timed_out"]):
+                text += " (timed out)"
+            if c in alphas and abs(alphas[c] - alpha) < 1e-9:
+                text = f"**{text}**"
+            cells.append(text)
         rows.append(cells)
-    expected = ("alpha", "cohort", "users_eval", "users_skipped", "mean_cand", f"recall@{k}",
-                f"map@{k}", "alpha_time_sec", "alpha_timed_out")  # fmt: skip
-    missing = [c for c in expected if c not in tuning.columns]
-    if missing:
-        lines += [f"Columns {MISSING} from the tuning results: {', '.join(missing)}.", ""]
-    if "alpha_timed_out" in tuning.columns:
-        n_out = int(tuning["alpha_timed_out"].fillna(False).astype(bool).sum())
-        lines += [f"Grid points that hit their time budget: {n_out:,} of {len(tuning):,}.", ""]
-    lines.append("users_eval is the n behind each number of its row.")
-    lines.append("")
-    return lines + _table(columns, rows)
+    rule = provenance.get("selection_rule")
+    lines += [
+        f"Validation {label} of the chosen configuration at every content weight, all other knobs "
+        "as chosen; bold: the weight chosen for the cohort"
+        + (f" ({rule})" if rule else "")
+        + ". The all-users column gives everyone the same weight, for reference. The test set played "
+        "no part in this table.",
+        "",
+        *_table(header, rows),
+    ]
+    ties = [
+        f"{c}: {format_any(list(v.get('tied')))}"
+        for c, v in ((c, _mapping(choices.get(c))) for c in cohorts)
+        if v.get("tied")
+    ]
+    if ties:
+        lines += ["", f"Weights tied with the chosen one on {label}: {'; '.join(ties)}."]
+    if "alpha_timed_out" in grid.columns:
+        n_out = int(grid["alpha_timed_out"].fillna(False).astype(bool).sum())
+        if n_out:
+            lines += ["", f"Grid points that hit their time budget: {n_out:,} of {len(grid):,}."]
+    return lines
 
 
 def _candidate_recall_lines(
-    context: Mapping[str, Any], tuning: pd.DataFrame | None, policy: Mapping[str, Any] | None
+    context: Mapping[str, Any], tuning: pd.DataFrame | None, policy: Mapping[str, Any]
 ) -> list[str]:
     lines = [
-        "## Candidate recall (diagnostic)",
+        "## Candidate recall",
         "",
-        "The share of held-out relevant items that reach the candidate pool at all: a ceiling "
-        "on what re-ranking can recall.",
+        "The share of relevant held-out films that reach the tuned policy's candidate pool at all: "
+        "a ceiling on what re-ranking the pool can recall.",
         "",
     ]
-    found = False
-    value = context.get("candidate_recall")
-    if isinstance(value, Mapping):
-        lines += _table(["Key", "Value"], [[str(key), format_any(v)] for key, v in value.items()])
-        found = True
-    elif not _is_missing(value):
-        lines.append(f"- Candidate recall (run context): {format_any(value)}")
-        found = True
+    test = _mapping(context.get("candidate_recall"))
+    alphas, _ = policy_parts(policy)
+    val: dict[str, str] = {}
     if tuning is not None and "candidate_recall" in tuning.columns:
-        alphas, _ = policy_parts(policy)
-        rows = []
-        for cohort in cohort_order(tuning["cohort"].astype(str)):
-            sub = tuning.loc[tuning["cohort"].astype(str) == cohort]
-            values = sub["candidate_recall"].astype(float)
-            if cohort in alphas:
-                at = sub.loc[
-                    (sub["alpha"].astype(float) - alphas[cohort]).abs() < 1e-9, "candidate_recall"
-                ]
-            else:
-                at = sub.iloc[0:0]["candidate_recall"]
-            users = format_any(sub["users_eval"].max()) if "users_eval" in sub.columns else MISSING
-            rows.append(
-                [
-                    cohort,
-                    format_metric(at.iloc[0]) if not at.empty else MISSING,
-                    f"{format_metric(values.min())} to {format_metric(values.max())}",
-                    users,
-                ]
+        grid = _validation_grid(tuning)
+        for cohort in cohort_order(grid["cohort"].astype(str)):
+            values = grid.loc[grid["cohort"].astype(str) == cohort, "candidate_recall"].astype(
+                float
             )
-        lines += ["", "From the tuning results:", ""] if found else ["From the tuning results:", ""]
-        lines += _table(["Cohort", "At the chosen alpha", "Range over the grid", "n users"], rows)
-        found = True
-    if not found:
-        lines.append(f"{MISSING}: neither the run context nor the tuning results hold it.")
-    return lines
+            row = _chosen_grid_row(tuning, cohort, alphas.get(cohort))
+            if values.min() == values.max():  # the pool does not depend on the content weight
+                val[cohort] = format_metric(values.iloc[0])
+            elif row is not None:
+                val[cohort] = format_metric(row["candidate_recall"])
+            else:
+                val[cohort] = f"{format_metric(values.min())} to {format_metric(values.max())}"
+    cohorts = cohort_order([*test, *val])
+    if not cohorts:
+        return [*lines, f"{MISSING}: neither the evaluation nor the grid recorded it."]
+    rows = [
+        [c, val.get(c, MISSING), format_metric(test[c]) if c in test else MISSING] for c in cohorts
+    ]
+    return lines + _table(["Cohort", "Validation", "Test"], rows)
 
 
-def _gate_lines(gates: Mapping[str, Any] | None) -> list[str]:
-    lines = ["## Acceptance gates", ""]
-    if not gates:
-        return [*lines, f"{MISSING}: no gates were given to the report."]
-    items = list(gates.get("gates") or [])
-    if not items:
-        lines.append(f"{MISSING}: the gates dict lists no gates.")
-    rows = []
-    failed: list[str] = []
-    for gate in items:
-        passed = gate.get("passed")
-        if passed is True:
-            status = "passed"
-        elif passed is False:
-            status = "**FAILED**"
-            failed.append(str(gate.get("name", "?")))
-        else:
-            status = f"{MISSING} (not evaluated)"
-        rows.append(
-            [
-                str(gate.get("name", MISSING)),
-                str(gate.get("description", MISSING)),
-                format_any(gate.get("measured")),
-                format_any(gate.get("threshold")),
-                status,
-                format_any(gate.get("details"))
-                if gate.get("details") not in (None, "", {})
-                else "",
-            ]
-        )
-    if rows:
-        lines += _table(["Gate", "Description", "Measured", "Threshold", "Result", "Details"], rows)
-        lines.append("")
-    overall = gates.get("all_passed")
-    if overall is True and not failed:
-        lines.append("**Overall: all gates passed.**")
-    elif overall is False or failed:
+def _data_lines(context: Mapping[str, Any]) -> list[str]:
+    lines = ["## Data and split", ""]
+    dataset = _mapping(context.get("dataset"))
+    if dataset:
+        facts = [
+            f"{format_any(v)} {_DATASET_LABELS.get(key, key.removeprefix('n_').replace('_', ' '))}"
+            for key, v in dataset.items()
+        ]
+        lines.append("- Data: " + ", ".join(facts) + ".")
+    else:
+        lines.append(f"- Data size: {MISSING}.")
+    split = _mapping(context.get("split"))
+    if not split:
+        return [*lines, f"- Split rule, relevance rule, cohorts: {MISSING}."]
+
+    def get(key: str) -> str:
+        return format_any(split[key]) if key in split else MISSING
+
+    method = split.get("method")
+    if method == "per_user":
         lines.append(
-            "**Overall: FAILED**" + (f" - failed: {', '.join(failed)}." if failed else ".")
+            f"- Test: each user's last {_pct(split.get('holdout_fraction'))} of ratings by time "
+            f"(rounded up, at least {get('min_holdout')}); validation: the last "
+            f"{_pct(split.get('validation_fraction') or split.get('holdout_fraction'))} of the "
+            "remaining training ratings, by the same rule."
+        )
+    elif method == "global":
+        lines.append(
+            f"- Test: ratings at or after the {get('global_cut_quantile')} quantile of all "
+            "timestamps; validation: training ratings after the "
+            f"{format_any(split.get('validation_cut_quantile') or split.get('global_cut_quantile'))} "
+            "quantile of the training timestamps."
         )
     else:
-        lines.append(f"Overall result: {MISSING} (the gates dict has no all_passed).")
-    if overall is True and failed:
+        lines.append(f"- Split method: {format_any(method) if method else MISSING}.")
+    lines.append(
+        f"- Relevance: a held-out rating is relevant when it is at least {get('relevance_threshold')} "
+        "stars; a user with at least one relevant held-out film is evaluated."
+    )
+    if "simulated_cold_share" in split:
         lines.append(
-            f"**Inconsistent input:** all_passed is true but gate(s) {', '.join(failed)} FAILED; "
-            "the failed gates stand."
+            f"- Simulated cold start: {_pct(split['simulated_cold_share'])} of the users keep only "
+            f"their first {get('simulated_cold_min')} to {get('simulated_cold_max')} training "
+            "ratings; the films they dropped are never recommended to them."
+        )
+    ev = _mapping(context.get("eval"))
+    if "sample_users" in ev:
+        lines.append(
+            "- Every test user is evaluated (no sampling)."
+            if int(ev["sample_users"]) == 0
+            else f"- A seeded sample of {format_any(ev['sample_users'])} test users is evaluated, "
+            "as the profile asks."
         )
     return lines
 
 
 def _definitions_lines(context: Mapping[str, Any]) -> list[str]:
     threshold = _mapping(context.get("split")).get("relevance_threshold")
-    lines = ["## Metric definitions", "", 'As in DESIGN.md "Evaluation definitions":', ""]
+    lines = ["## Definitions", ""]
     lines += EVALUATION_DEFINITIONS.rstrip("\n").split("\n")
+    lines += PROCEDURE_DEFINITIONS.rstrip("\n").split("\n")
     lines += [
         "",
         f"In this run the relevance threshold is {format_any(threshold)}."
@@ -847,141 +1314,329 @@ def offline_metrics_report(
     k: int = 10,
     policy_model: str = "tuned_policy",
 ) -> str:
-    """``offline_metrics.md``: every model, overall and per cohort, with everything around it.
+    """``offline_metrics.md``: the summary first, the details after (module docstring).
 
-    ``figures`` maps a chart name of :data:`tasks.charts.FIGURE_FILES` to its path relative
-    to the run directory (``figures/x.png``); the report, in ``reports/``, links
-    ``../figures/x.png``. A chart absent from ``figures`` is reported as missing.
+    ``figures`` maps a chart name (:data:`tasks.charts.FIGURE_FILES`, plus ``tuning_history`` and
+    ``tuning_importances``) to its path relative to the run directory; the report, in
+    ``reports/``, links ``../figures/x.png``. A chart absent from ``figures`` is reported missing
+    (the two tuning charts only when the run has them).
     """
-    m = _Metrics(metrics)
+    m = _Metrics(metrics, policy_model)
     paired = _check_paired(paired)
     context = _mapping(context)
+    policy = _mapping(policy)
     figures = dict(figures or {})
-    models = m.models
-    lines = _title_lines(
-        "Offline metrics",
-        context,
-        "The chosen policy against every baseline, over all evaluated users and per cohort.",
+    val = validation_table(context.get("validation_metrics"))
+    ci = _ci_label(context)
+    lines = _title_lines("Offline metrics", context, "The tuned policy against every baseline.")
+    lines += ["", "## Summary", ""]
+    lines += _summary_lines(m, val, k, context, policy)
+    lines += ["", _selection_sentence(policy, context, val)]
+    lines += ["", verdict_text(metrics, paired, gates, context, k=k, policy_model=policy_model)]
+    best = _mapping(gates).get("best_baseline") or next(
+        iter(lift_over_best_baseline(metrics, paired, policy_model, "recall", k)
+             .query("cohort == 'all'")["best_baseline"]), None)  # fmt: skip
+    other = _other_metrics_sentence(paired, best, k, policy_model)
+    if other:
+        lines += ["", other]
+    lines += ["", _gate_summary(gates)]
+    lines += _figure_lines(
+        figures, "models_on_test", f"Every model on test, with validation, K={k}"
     )
-    lines += [""] + _split_lines(context) + _eval_lines(context)
-    lines += [""] + _models_lines(m, models, [policy_model])
-    lines += [""] + _headline_lines(m, models, k, context)
-    lines += [""] + _gate_lines(gates)
-    lines += [""] + _lift_lines(metrics, paired, policy_model, k, context)
+    lines += ["", "# Details", ""]
+    lines += _models_lines(describe_models(policy, context), m, context, m.models)
+    lines += ["", *_gate_lines(gates, context)]
     lines += _figure_lines(
         figures, "lift_over_baseline", f"Lift over the best baseline per cohort, Recall@{k}"
     )
-    lines += [""] + _cohort_lines(m, models, k, RANKING_METRICS)
-    lines += _figure_lines(figures, "cohort_recall", f"Recall@{k} per cohort with intervals")
-    lines += [""] + _all_k_lines(m, models, RANKING_METRICS, "Every K, all users")
-    lines += _figure_lines(figures, "metric_vs_k", "Recall@K vs K")
-    lines += [""] + _all_k_lines(m, models, BEYOND_ACCURACY_METRICS, "Beyond accuracy, all users")
     lines += [
         "",
-        "Catalog coverage is a count of distinct items over all lists, not a mean over users, "
-        "so it has no interval. Novelty is in bits (not bounded by 1).",
+        *_cohort_lines(m, metrics, paired, tuning_results, policy, gates, k, context, policy_model),
     ]
+    lines += _figure_lines(figures, "cohort_recall", f"Recall@{k} per cohort, test")
+    lines += ["", *_all_k_lines(m, m.models, RANKING_METRICS, ci)]
+    lines += _figure_lines(figures, "metric_vs_k", "Recall@K vs K, test")
+    lines += ["", *_beyond_lines(m, m.models, k)]
     lines += _figure_lines(figures, "beyond_accuracy", f"Coverage, novelty and diversity at K={k}")
     lines += ["", f"## Distribution of per-user Recall@{k}"]
-    lines += _figure_lines(figures, "recall_distribution", f"Per-user Recall@{k} per model")
-    lines += [""] + _paired_lines(paired, k, context)
-    lines += [""] + _policy_lines(policy, tuning_results, context, k)
-    lines += [""] + _tuning_lines(tuning_results, context, k)
-    lines += _figure_lines(figures, "alpha_sweep", f"Recall@{k} vs alpha per cohort")
-    lines += [""] + _candidate_recall_lines(context, tuning_results, policy)
-    lines += [""] + _definitions_lines(context)
+    lines += _figure_lines(figures, "recall_distribution", f"Per-user Recall@{k} per model, test")
+    lines += ["", *_paired_lines(paired, k, context, policy_model)]
+    lines += ["", *_grid_lines(tuning_results, policy, k)]
+    lines += _figure_lines(
+        figures, "alpha_sweep", f"Validation Recall@{k} vs content weight per cohort"
+    )
+    lines += ["", "## The search"]
+    search = _mapping(policy.get("search"))
+    if search:
+        lines += ["", _search_sentence(search)]
+    for name, caption in (
+        ("tuning_history", "Optimisation history"),
+        ("tuning_importances", "Parameter importances"),
+    ):
+        if name in figures:
+            lines += _figure_lines(figures, name, caption)
+    if not search and not any(n in figures for n in ("tuning_history", "tuning_importances")):
+        lines += ["", f"{MISSING}: no search record in tuning/policy.json and no search figures."]
+    lines += ["", *_candidate_recall_lines(context, tuning_results, policy)]
+    lines += ["", *_data_lines(context)]
+    lines += ["", *_definitions_lines(context)]
+    lines += ["", "The collaborative models in detail: [cf_eval.md](cf_eval.md); the content model and "
+              "the content weights: [content_eval.md](content_eval.md)."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
-def _single_model_report(
-    title: str,
-    family: Sequence[str],
-    intro: str,
-    settings_key: str,
-    metrics: pd.DataFrame,
-    context: Mapping[str, Any] | None,
-    paired: pd.DataFrame | None,
-    k: int,
-) -> str:
-    m = _Metrics(metrics)
-    paired = _check_paired(paired)
-    context = _mapping(context)
-    models = [model for model in family if model in m.models]
-    lines = _title_lines(title, context, intro)
-    lines += [""] + _split_lines(context) + _eval_lines(context)
-    lines += [""] + _models_lines(m, models, family)
-    settings = _mapping(context.get(settings_key))
-    lines += ["", f"Model settings (profile section `[{settings_key}]`):", ""]
-    if settings:
-        lines += [f"- {key}: {format_any(value)}" for key, value in settings.items()]
-    else:
-        lines.append(f"- {MISSING} (not in the run context)")
-    if not models:
-        lines += [
-            "",
-            f"**{MISSING}:** the metrics table has no rows for {', '.join(f'`{x}`' for x in family)}; "
-            "there is nothing to report for this model.",
-        ]
-    else:
-        lines += [""] + _headline_lines(m, models, k, context)
-        lines += [""] + _cohort_lines(m, models, k, RANKING_METRICS)
-        lines += [""] + _all_k_lines(m, models, RANKING_METRICS, "Every K, all users")
-        lines += [""] + _all_k_lines(
-            m, models, BEYOND_ACCURACY_METRICS, "Beyond accuracy, all users"
-        )
-        lines += [""] + _paired_lines(paired, k, context, models=models)
-    lines += [
-        "",
-        "The comparison with every other model is in [offline_metrics.md](offline_metrics.md).",
+def _search_sentence(search: Mapping[str, Any]) -> str:
+    """The search's record (policy.json ``search``) in words."""
+
+    def name(study: str) -> str:
+        return "the policy" if study == "policy" else _label(study)
+
+    trials = _mapping(search.get("trials"))
+    reused = _mapping(search.get("trials_from_earlier_runs"))
+    order = [s for s in ("policy", *model_order(set(trials) - {"policy"})) if s in trials]
+    text = "Trials per study: " + (
+        ", ".join(f"{name(s)} {int(trials[s]):,}" for s in order) if order else MISSING
+    )
+    if any(int(v) for v in reused.values()):
+        again = [f"{name(s)} {int(reused[s]):,}" for s in order if int(reused.get(s) or 0)]
+        text += f" (of which reused from an earlier run's trial cache: {', '.join(again)})"
+    text += "."
+    if not _is_missing(search.get("seconds")):
+        text += f" Search wall time {float(search['seconds']):,.0f} s"
+        if not _is_missing(search.get("budget_seconds")):
+            text += f" (time budget {format_any(float(search['budget_seconds']))} s per study)"
+        text += "."
+    if not _is_missing(search.get("seed")):
+        text += f" Seeded sampler (seed {search['seed']})."
+    cut = search.get("cut_short")
+    return text + " " + ("**Cut short by its time budget.**" if cut else "Not cut short.")
+
+
+def _study_lines(
+    trials: Sequence[Mapping[str, Any]], study: str, k: int, top: int = 5
+) -> list[str]:
+    rows = [dict(t) for t in trials if str(t.get("study")) == study]
+    if not rows:
+        return []
+    done = [
+        r
+        for r in rows
+        if str(r.get("state", "complete")) == "complete" and not _is_missing(r.get("value"))
     ]
-    lines += [""] + _definitions_lines(context)
-    return "\n".join(lines) + "\n"
+    done.sort(key=lambda r: -float(r["value"]))
+    cached = sum(1 for r in rows if str(r.get("cached")).lower() == "true")
+    table = []
+    seen: set[str] = set()
+    for r in done:
+        params = str(r.get("params", ""))
+        if params in seen:  # a repeated configuration (cached) is one line
+            continue
+        seen.add(params)
+        try:
+            shown = format_any(json.loads(params))
+        except (TypeError, ValueError):
+            shown = params
+        table.append(
+            [
+                str(r.get("trial")),
+                shown,
+                *[format_metric(r.get(f"{x}@{k}")) for x in HEADLINE_METRICS],
+            ]
+        )
+        if len(table) == top:
+            break
+    lines = [
+        "",
+        f"The {_label(study) if study != 'policy' else 'policy'} search: {len(rows):,} trials"
+        + (f" ({cached:,} served from the trial cache)" if cached else "")
+        + f"; its best {len(table)} distinct configuration{'s' if len(table) != 1 else ''} on validation:",
+        "",
+    ]
+    return lines + _table(
+        ["Trial", "Parameters", *[f"Validation {METRIC_LABELS[x]}@{k}" for x in HEADLINE_METRICS]],
+        table,
+    )
 
 
 def cf_eval_report(
     metrics: pd.DataFrame,
+    paired: pd.DataFrame | None,
+    policy: Mapping[str, Any] | None,
     context: Mapping[str, Any] | None,
-    paired: pd.DataFrame | None = None,
     *,
     k: int = 10,
+    policy_model: str = "tuned_policy",
 ) -> str:
-    """``cf_eval.md``: the collaborative model alone (:data:`CF_MODELS` rows)."""
-    return _single_model_report(
-        "Collaborative model evaluation",
-        CF_MODELS,
-        "The collaborative-filtering model on its own, without content scores.",
-        "collab",
-        metrics,
+    """``cf_eval.md``: the tuned collaborative baselines (:data:`CF_MODELS`) and the policy's CF part."""
+    m = _Metrics(metrics, policy_model)
+    paired = _check_paired(paired)
+    context = _mapping(context)
+    policy = _mapping(policy)
+    val = validation_table(context.get("validation_metrics"))
+    descriptions = describe_models(policy, context)
+    ci = _ci_label(context)
+    models = [x for x in m.models if x in CF_MODELS]
+    lines = _title_lines(
+        "Collaborative models",
         context,
-        paired,
-        k,
+        "The collaborative-filtering models on their own, each tuned on the validation split with "
+        "the same budget, refit on the whole training data and scored once on test.",
     )
+    lines += ["", "## Summary", ""]
+    shown = [x for x in m.models if x in (policy_model, *CF_MODELS)]
+    lines += _summary_lines(m, val, k, context, policy, shown)
+    collab = policy.get("collab")
+    if collab:
+        same = [
+            x for x in CF_MODELS
+            if _mapping(_mapping(context.get("baselines")).get(x)).get("config") == collab
+        ]  # fmt: skip
+        lines += [
+            "",
+            f"The tuned policy's collaborative part is {describe_cf(collab)}"
+            + (f" - the same configuration as the {_label(same[0])} baseline." if same else "."),
+        ]
+    lines += ["", "## The models", ""]
+    for x in CF_MODELS:
+        if x in descriptions:
+            lines.append(f"- **{_label(x)}** (`{x}`): {descriptions[x]}.")
+        else:
+            lines.append(
+                f"- **{_label(x)}** (`{x}`): {MISSING} - no record in tuning/baselines.json."
+            )
+    if not models:
+        lines += [
+            "",
+            f"**{MISSING}:** the test table has no rows for {', '.join(CF_MODELS)}: nothing to report.",
+        ]
+    else:
+        lines += ["", *_paired_lines(paired, k, context, policy_model, baselines=models)]
+        sub = _Metrics(
+            metrics.loc[metrics["model"].astype(str).isin([policy_model, *models])], policy_model
+        )
+        lines += ["", *_all_k_lines(sub, sub.models, ("recall", "map", "ndcg"), ci)]
+        rows = []
+        for c in [c for c in m.cohorts if c != "all"]:
+            ns = m.n_users(c, sub.models, k)
+            rows.append([c, f"{ns[0]:,}" if len(ns) == 1 else MISSING,
+                         *[m.estimate(x, c, "recall", k) for x in sub.models]])  # fmt: skip
+        lines += [
+            "",
+            f"## Recall@{k} per cohort, test",
+            "",
+            *_table(["Cohort", "Users", *[_label(x) for x in sub.models]], rows),
+        ]
+    trials = list(context.get("trials") or [])
+    lines += ["", "## The searches"]
+    if trials:
+        for study in ("policy", *CF_MODELS):
+            lines += _study_lines(trials, study, k)
+    else:
+        lines += ["", f"{MISSING}: no tuning/trials.csv."]
+    lines += ["", "Every model against every other: [offline_metrics.md](offline_metrics.md)."]
+    lines += ["", *_definitions_lines(context)]
+    return "\n".join(lines) + "\n"
 
 
 def content_eval_report(
     metrics: pd.DataFrame,
+    paired: pd.DataFrame | None,
+    policy: Mapping[str, Any] | None,
+    tuning_results: pd.DataFrame | None,
     context: Mapping[str, Any] | None,
-    paired: pd.DataFrame | None = None,
+    figures: Mapping[str, Any] | None = None,
     *,
     k: int = 10,
+    policy_model: str = "tuned_policy",
 ) -> str:
-    """``content_eval.md``: the content model alone (:data:`CONTENT_MODELS` rows)."""
-    return _single_model_report(
-        "Content model evaluation",
-        CONTENT_MODELS,
-        "The content-embedding model on its own, without collaborative scores.",
-        "content",
-        metrics,
+    """``content_eval.md``: the content baseline on test, and what content adds inside the tuned
+    policy on validation (the chosen content weight per cohort against weight 0, collaborative
+    only, and weight 1, content only)."""
+    m = _Metrics(metrics, policy_model)
+    paired = _check_paired(paired)
+    context = _mapping(context)
+    policy = _mapping(policy)
+    figures = dict(figures or {})
+    val = validation_table(context.get("validation_metrics"))
+    descriptions = describe_models(policy, context)
+    lines = _title_lines(
+        "Content model and content weights",
         context,
-        paired,
-        k,
+        "The content model alone, and the share of content in the tuned policy's blend.",
     )
+    lines += ["", "## Summary", ""]
+    shown = [x for x in m.models if x in (policy_model, *CONTENT_MODELS)]
+    lines += _summary_lines(m, val, k, context, policy, shown)
+    lines += [
+        "",
+        "## The content model",
+        "",
+        f"- **content** (`content`): {descriptions['content']}.",
+    ]
+    if "content" in m.models:
+        lines += ["", *_paired_lines(paired, k, context, policy_model, baselines=["content"])]
+    else:
+        lines += ["", f"**{MISSING}:** the test table has no rows for the content baseline."]
+    alphas, _ = policy_parts(policy)
+    seed = _mapping(_mapping(policy.get("provenance")).get("seed_policy"))
+    label = f"Recall@{k}"
+    lines += ["", "## What content adds to the tuned policy (validation)", ""]
+    if tuning_results is None or not alphas:
+        lines.append(f"{MISSING}: the run has no content-weight grid or no chosen weights.")
+    else:
+        rows = []
+        for c in cohort_order(alphas):
+            chosen = _chosen_grid_row(tuning_results, c, alphas[c])
+            cf_only = _chosen_grid_row(tuning_results, c, 0.0)
+            content_only = _chosen_grid_row(tuning_results, c, 1.0)
+            col = f"recall@{k}"
+            gain = (
+                format_diff(float(chosen[col]) - float(cf_only[col]))
+                if chosen
+                and cf_only
+                and not _is_missing(chosen.get(col))
+                and not _is_missing(cf_only.get(col))
+                else MISSING
+            )
+            rows.append([
+                c, format_any(alphas[c]), format_any(seed[c]) if c in seed else MISSING,
+                format_metric(chosen[col]) if chosen else MISSING,
+                format_metric(cf_only[col]) if cf_only else MISSING,
+                format_metric(content_only[col]) if content_only else MISSING, gain,
+                format_any(chosen.get("users_eval")) if chosen else MISSING,
+            ])  # fmt: skip
+        header = ["Cohort", "Chosen content weight", "Seed policy's weight", f"{label} at the chosen weight",
+                  f"{label} at weight 0 (collaborative only)", f"{label} at weight 1 (content only)",
+                  "Gain over weight 0", "Validation users"]  # fmt: skip
+        lines += [
+            "Validation figures of the chosen configuration; a gain of 0 means content did not help "
+            "that cohort (the chosen weight may still be above 0 on a tie).",
+            "",
+            *_table(header, rows),
+        ]
+    lines += ["", *_grid_lines(tuning_results, policy, k)]
+    lines += _figure_lines(
+        figures, "alpha_sweep", f"Validation Recall@{k} vs content weight per cohort"
+    )
+    if "content" in m.models:
+        rows = []
+        for c in [c for c in m.cohorts if c != "all"]:
+            ns = m.n_users(c, [policy_model, "content"], k)
+            rows.append([c, f"{ns[0]:,}" if len(ns) == 1 else MISSING,
+                         m.estimate("content", c, "recall", k), m.estimate(policy_model, c, "recall", k)])  # fmt: skip
+        lines += ["", f"## {label} per cohort, test", "",
+                  *_table(["Cohort", "Users", "Content", "Tuned policy"], rows)]  # fmt: skip
+    lines += ["", "Every model against every other: [offline_metrics.md](offline_metrics.md)."]
+    lines += ["", *_definitions_lines(context)]
+    return "\n".join(lines) + "\n"
 
 
 def _figure_relpaths(run_dir: Path, figures: Mapping[str, Any] | None) -> dict[str, str]:
     """Chart name -> path relative to the run directory; by default the charts on disk."""
     if figures is None:
-        return {name: rel for name, rel in FIGURE_FILES.items() if (run_dir / rel).is_file()}
+        known = {**FIGURE_FILES, "tuning_history": "figures/tuning_history.png",
+                 "tuning_importances": "figures/tuning_importances.png"}  # fmt: skip
+        return {name: rel for name, rel in known.items() if (run_dir / rel).is_file()}
     out = {}
     base = Path(run_dir).resolve()
     for name, path in figures.items():
@@ -1011,9 +1666,8 @@ def write_offline_reports(
 ) -> dict[str, ArtifactRef]:
     """Write the three reports of :data:`REPORT_FILES` (atomic); {name: reference}.
 
-    ``figures``: {chart name: path}, absolute (as :func:`tasks.charts.write_all_charts`
-    returns them) or relative to ``run_dir``; None = the charts of ``FIGURE_FILES`` that
-    exist under ``run_dir``.
+    ``figures``: {chart name: path}, absolute (as :func:`tasks.charts.write_all_charts` returns
+    them) or relative to ``run_dir``; None = the charts that exist under ``run_dir``.
     """
     run_dir = Path(run_dir)
     rel = _figure_relpaths(run_dir, figures)
@@ -1029,7 +1683,9 @@ def write_offline_reports(
             k=k,
             policy_model=policy_model,
         ),
-        "cf_eval": cf_eval_report(metrics, context, paired, k=k),
-        "content_eval": content_eval_report(metrics, context, paired, k=k),
+        "cf_eval": cf_eval_report(metrics, paired, policy, context, k=k, policy_model=policy_model),
+        "content_eval": content_eval_report(
+            metrics, paired, policy, tuning_results, context, rel, k=k, policy_model=policy_model
+        ),
     }
     return {name: write_text(text, run_dir, REPORT_FILES[name]) for name, text in texts.items()}

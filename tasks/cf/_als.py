@@ -90,7 +90,11 @@ def confidence_matrix(matrix: sp.csr_matrix, cfg: CollabSection) -> sp.csr_matri
     """
     w = confidence_weights(matrix, cfg.confidence)
     out = sp.csr_matrix(
-        ((1.0 + cfg.confidence_alpha * w).astype(np.float32), matrix.indices.copy(), matrix.indptr.copy()),
+        (
+            (1.0 + cfg.confidence_alpha * w).astype(np.float32),
+            matrix.indices.copy(),
+            matrix.indptr.copy(),
+        ),
         shape=matrix.shape,
     )
     out.has_sorted_indices = matrix.has_sorted_indices

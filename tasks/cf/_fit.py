@@ -139,8 +139,13 @@ def fit_cf(
     elif cfg.model == "ease":
         check_ease_size(len(parts.items), cfg)
         weights = ease_weights(binary(parts.matrix), cfg.ease_lambda)
-        info.update(ease_items=len(parts.items), ease_fit_mb=round(ease_fit_bytes(len(parts.items)) / 2**20, 1))
-        x_active = sp.csr_matrix(binary(x)[:, parts.items] if len(parts.items) < n_items else binary(x))
+        info.update(
+            ease_items=len(parts.items),
+            ease_fit_mb=round(ease_fit_bytes(len(parts.items)) / 2**20, 1),
+        )
+        x_active = sp.csr_matrix(
+            binary(x)[:, parts.items] if len(parts.items) < n_items else binary(x)
+        )
         x_active.sort_indices()
         model = EaseCF(**common, x=x_active, weights=weights, items=parts.items)
     elif cfg.model == "item_knn":

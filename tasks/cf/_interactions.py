@@ -81,7 +81,9 @@ def rating_matrix(train: pd.DataFrame, user_ids: np.ndarray, item_ids: np.ndarra
     return matrix
 
 
-def as_rating_csr(ratings: sp.spmatrix | sp.sparray, shape: tuple[int, int] | None = None) -> sp.csr_matrix:
+def as_rating_csr(
+    ratings: sp.spmatrix | sp.sparray, shape: tuple[int, int] | None = None
+) -> sp.csr_matrix:
     """``ratings`` as a canonical float32 CSR with sorted indices (copied only when needed)."""
     matrix = ratings if isinstance(ratings, sp.csr_matrix) else sp.csr_matrix(ratings)
     if matrix.dtype != np.float32:

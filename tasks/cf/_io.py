@@ -27,7 +27,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from tasks.cf._fit import RUN_FACTS
-from tasks.cf._interactions import active_parts, as_rating_csr, binary, interactions, interactions_fingerprint
+from tasks.cf._interactions import (
+    active_parts,
+    as_rating_csr,
+    binary,
+    interactions,
+    interactions_fingerprint,
+)
 from tasks.cf._model import CFModel, EaseCF, FactorCF, ItemKnnCF
 from tasks.columns import Col
 from tasks.errors import InputDataError, UsageError
@@ -80,7 +86,10 @@ def _save_csr(matrix: sp.csr_matrix, run_dir: Path | str, relpath: str) -> Artif
         "shape": np.array(matrix.shape),
         "data": matrix.data,
     }
-    with atomic_path(Path(run_dir) / relpath) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+    with (
+        atomic_path(Path(run_dir) / relpath) as tmp,
+        zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf,
+    ):
         for name, array in arrays.items():
             buffer = io.BytesIO()
             np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
@@ -109,17 +118,27 @@ def save_cf_model(model: CFModel, run_dir: Path | str, folder: str) -> dict[str,
 
     refs = {
         "user_index": write_table(
-            _index_table(model.user_ids, model.user_known, Col.USER, USER_IDX), run_dir, rel("user_index")
+            _index_table(model.user_ids, model.user_known, Col.USER, USER_IDX),
+            run_dir,
+            rel("user_index"),
         ),
         "item_index": write_table(
-            _index_table(model.item_ids, model.item_known, Col.ITEM, ITEM_IDX), run_dir, rel("item_index")
+            _index_table(model.item_ids, model.item_known, Col.ITEM, ITEM_IDX),
+            run_dir,
+            rel("item_index"),
         ),
     }
     if isinstance(model, FactorCF):
-        refs["user_factors"] = save_array(model.user_factors.astype(np.float32), run_dir, rel("user_factors"))
-        refs["item_factors"] = save_array(model.item_factors.astype(np.float32), run_dir, rel("item_factors"))
+        refs["user_factors"] = save_array(
+            model.user_factors.astype(np.float32), run_dir, rel("user_factors")
+        )
+        refs["item_factors"] = save_array(
+            model.item_factors.astype(np.float32), run_dir, rel("item_factors")
+        )
     elif isinstance(model, EaseCF):
-        refs["ease_weights"] = save_array(model.weights.astype(np.float32), run_dir, rel("ease_weights"))
+        refs["ease_weights"] = save_array(
+            model.weights.astype(np.float32), run_dir, rel("ease_weights")
+        )
         refs["ease_items"] = save_array(model.items.astype(np.int32), run_dir, rel("ease_items"))
     elif isinstance(model, ItemKnnCF):
         refs["knn_similarity"] = _save_csr(model.similarity, run_dir, rel("knn_similarity"))
@@ -130,7 +149,10 @@ def save_cf_model(model: CFModel, run_dir: Path | str, folder: str) -> dict[str,
         "kind": model.kind,
         "config": model.config.model_dump(mode="json"),
         "info": {k: v for k, v in model.info.items() if k not in RUN_FACTS},
-        "files": {name: FILES[name] for name in ("cf_meta", "user_index", "item_index", *KIND_FILES[model.kind])},
+        "files": {
+            name: FILES[name]
+            for name in ("cf_meta", "user_index", "item_index", *KIND_FILES[model.kind])
+        },
     }
     refs["cf_meta"] = write_json(meta, run_dir, rel("cf_meta"))
     return refs
@@ -140,7 +162,9 @@ def _path(source: Path | str | Mapping[str, ArtifactRef], name: str) -> Path:
     path = resolve_artifact(source, name, FILES, stage="collaborative")
     assert path is not None
     if not path.exists():
-        raise UsageError(f"{path}: missing file of a saved CF model; run the collaborative stage again.")
+        raise UsageError(
+            f"{path}: missing file of a saved CF model; run the collaborative stage again."
+        )
     return path
 
 
@@ -189,15 +213,24 @@ def load_cf_model(
             "training table (train for test runs, train_fit for the validation search)."
         )
     parts = active_parts(x)
-    if not (np.array_equal(parts.user_known, common["user_known"]) and np.array_equal(parts.item_known, common["item_known"])):
-        raise InputDataError("the ratings' known users / items differ from the saved model's index files.")
+    if not (
+        np.array_equal(parts.user_known, common["user_known"])
+        and np.array_equal(parts.item_known, common["item_known"])
+    ):
+        raise InputDataError(
+            "the ratings' known users / items differ from the saved model's index files."
+        )
     xb = binary(x)
     if kind == "ease":
         active = load_array(_path(source, "ease_items")).astype(np.int64)
         if not np.array_equal(active, parts.items):
-            raise InputDataError("ease_items.npy does not match the items with interactions in the ratings.")
+            raise InputDataError(
+                "ease_items.npy does not match the items with interactions in the ratings."
+            )
         x_active = sp.csr_matrix(xb[:, active] if len(active) < n_items else xb)
         x_active.sort_indices()
-        return EaseCF(**common, x=x_active, weights=load_array(_path(source, "ease_weights")), items=active)
+        return EaseCF(
+            **common, x=x_active, weights=load_array(_path(source, "ease_weights")), items=active
+        )
     similarity = sp.csr_matrix(sp.load_npz(_path(source, "knn_similarity")), dtype=np.float32)
     return ItemKnnCF(**common, x=xb, similarity=similarity)

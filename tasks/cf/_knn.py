@@ -38,12 +38,20 @@ def fit_item_knn(
     counts = binary(matrix)
     out = worker.run_job(
         "knn",
-        {"counts.data": counts.data, "counts.indices": counts.indices, "counts.indptr": counts.indptr},
+        {
+            "counts.data": counts.data,
+            "counts.indices": counts.indices,
+            "counts.indptr": counts.indptr,
+        },
         {"shape": list(counts.shape), "k": int(cfg.knn_k), "weighting": cfg.knn_weighting},
     )
     n = matrix.shape[1]
     similarity = sp.csr_matrix(
-        (out["similarity.data"].astype(np.float32), out["similarity.indices"], out["similarity.indptr"]),
+        (
+            out["similarity.data"].astype(np.float32),
+            out["similarity.indices"],
+            out["similarity.indptr"],
+        ),
         shape=(n, n),
     )
     similarity.eliminate_zeros()  # all_pairs_knn pads items with < K neighbours with (0, 0, 0.0)

@@ -78,12 +78,15 @@ def _stop(proc: subprocess.Popen, root: Path, kill: bool) -> None:
 class ImplicitWorker:
     """Context manager: ONE fresh Python process that fits many implicit models.
 
-    >>> with ImplicitWorker() as worker:                        # doctest: +SKIP
-    ...     user_f, item_f = fit_als(X, cfg, seed, worker)      # as many fits as you like
+    >>> with ImplicitWorker() as worker:  # doctest: +SKIP
+    ...     models = [fit_cf(r, users, items, cfg, seed, worker=worker) for cfg in grid]
 
     ``workdir``: folder for the job files (a private temporary folder is made inside it and
     removed on exit; default: the system temp dir). ``num_threads``: implicit's OpenMP threads
-    (0 = every core). Jobs run one at a time (a lock serialises callers from several threads).
+    (0 = every core, as before). On a busy 2-core machine 2 threads made a small ALS fit 10x
+    slower than 1 (threads waiting at OpenMP barriers: 0.5 s vs 0.05 s for 200 x 150) and gave
+    nothing on ml-latest-small (1.1-1.3 s either way); pass 1 when other work shares the cores.
+    Jobs run one at a time (a lock serialises callers from several threads).
     The process starts on ``__enter__`` (or the first job) and is restarted by the next job if it
     died; ``__exit__`` / :meth:`close` stops it. Each job's files are removed when it ends, also
     when it fails.
@@ -137,7 +140,7 @@ class ImplicitWorker:
         if self.workdir is not None:
             self.workdir.mkdir(parents=True, exist_ok=True)
         root = Path(tempfile.mkdtemp(prefix="movierec-implicit-", dir=self.workdir))
-        self._stderr = open(root / "stderr.txt", "w+b")  # noqa: SIM115 (closed in close())
+        self._stderr = open(root / "stderr.txt", "w+b")  # closed in close()
         started = time.perf_counter()
         proc = subprocess.Popen(
             [sys.executable, "-P", str(_CHILD), str(os.getpid())],
@@ -153,7 +156,9 @@ class ImplicitWorker:
         try:
             message = self._receive(None, "start-up")
             if message.get("event") != "ready":
-                raise ImplicitWorkerError(f"the implicit worker sent {message!r} instead of 'ready'")
+                raise ImplicitWorkerError(
+                    f"the implicit worker sent {message!r} instead of 'ready'"
+                )
         except BaseException:
             self._busy = True  # kill, don't wait
             self.close()
@@ -194,14 +199,21 @@ class ImplicitWorker:
                     self._proc.stdin.flush()  # type: ignore[union-attr]
                 except (BrokenPipeError, OSError):
                     pass  # the process died: _receive reports how
-                while True:
-                    message = self._receive(job_id, kind)
-                    event = message.get("event")
-                    if event == "progress" and progress is not None:
-                        done, total = int(message["done"]), int(message["total"])
-                        progress(done / total, f"{kind} iteration {done}/{total}")
-                    elif event in ("done", "error"):
-                        break
+                try:
+                    while True:
+                        message = self._receive(job_id, kind)
+                        event = message.get("event")
+                        if event == "progress" and progress is not None:
+                            done, total = int(message["done"]), int(message["total"])
+                            progress(done / total, f"{kind} iteration {done}/{total}")
+                        elif event in ("done", "error"):
+                            break
+                except BaseException:
+                    # interrupted (Ctrl-C, a progress callback raised) with the job still running:
+                    # its later messages would answer the next job, so stop this process
+                    if self._busy:
+                        self.close()
+                    raise
                 self._busy = False
                 if event == "error":
                     raise ImplicitWorkerError(
@@ -222,7 +234,9 @@ class ImplicitWorker:
             message = json.loads(line)
             if job_id is None or message.get("job") == job_id:
                 return message
-            raise ImplicitWorkerError(f"the implicit worker answered job {message.get('job')}, expected {job_id}")
+            raise ImplicitWorkerError(
+                f"the implicit worker answered job {message.get('job')}, expected {job_id}"
+            )
         code = self._proc.wait()
         self._busy = False
         tail = ""

@@ -41,16 +41,18 @@ def main(argv: list[str]) -> int:
         channel.write(json.dumps(message) + "\n")
         channel.flush()
 
+    import implicit
     import numpy as np
     import scipy.sparse as sp
-    from threadpoolctl import threadpool_limits
-
-    import implicit
     from implicit.cpu.als import AlternatingLeastSquares
     from implicit.nearest_neighbours import BM25Recommender, CosineRecommender, TFIDFRecommender
+    from threadpoolctl import threadpool_limits
 
     def load_csr(folder: str, name: str, shape: list[int]) -> sp.csr_matrix:
-        parts = {p: np.load(os.path.join(folder, f"{name}.{p}.npy")) for p in ("data", "indices", "indptr")}
+        parts = {
+            p: np.load(os.path.join(folder, f"{name}.{p}.npy"))
+            for p in ("data", "indices", "indptr")
+        }
         for p in parts:  # in memory now: a killed run leaves less on disk
             os.remove(os.path.join(folder, f"{name}.{p}.npy"))
         return sp.csr_matrix((parts["data"], parts["indices"], parts["indptr"]), shape=tuple(shape))
@@ -93,7 +95,14 @@ def main(argv: list[str]) -> int:
         model = kinds[p["weighting"]](K=int(p["k"]), num_threads=int(p["num_threads"]))
         model.fit(counts, show_progress=False)
         s = model.similarity.tocsr()
-        return save(job["dir"], {"similarity.data": s.data, "similarity.indices": s.indices, "similarity.indptr": s.indptr})
+        return save(
+            job["dir"],
+            {
+                "similarity.data": s.data,
+                "similarity.indices": s.indices,
+                "similarity.indptr": s.indptr,
+            },
+        )
 
     def fail(job: dict) -> list[str]:  # for tests of the error path
         raise ValueError(job["params"].get("message", "this job fails on purpose"))
@@ -106,7 +115,8 @@ def main(argv: list[str]) -> int:
             run = jobs.get(job["kind"])
             if run is None:
                 raise ValueError(f"unknown job kind {job['kind']!r}; known: {sorted(jobs)}")
-            with threadpool_limits(1, "blas"):  # multi-threaded OpenBLAS makes implicit up to 10x slower
+            # multi-threaded OpenBLAS makes implicit up to 10x slower
+            with threadpool_limits(1, "blas"):
                 outputs = run(job)
             send({"job": job["job"], "event": "done", "outputs": outputs})
         except Exception:

@@ -25,7 +25,14 @@ from tasks.evaluation._batches import (
     metric_context,
 )
 from tasks.evaluation._plan import EvalPlan, PartStore, evaluation_plan, part_key
-from tasks.evaluation._stage import EVAL_FILES, evaluate_models, evaluation_core, evaluation_setup
+from tasks.evaluation._stage import (
+    EVAL_FILES,
+    checkpoint_batch,
+    evaluate_models,
+    evaluation_core,
+    evaluation_refs,
+    evaluation_setup,
+)
 
 __all__ = [
     "CHUNK",
@@ -35,11 +42,13 @@ __all__ = [
     "EvalModels",
     "EvalPlan",
     "PartStore",
+    "checkpoint_batch",
     "compute_batch",
     "evaluate_batches",
     "evaluate_models",
     "evaluation_core",
     "evaluation_plan",
+    "evaluation_refs",
     "evaluation_setup",
     "list_metrics",
     "metric_context",

@@ -2,8 +2,10 @@
 
 Thin wiring: :func:`tasks.charts.write_all_charts` and :func:`tasks.reports.write_offline_reports`
 get the test tables of this stage, the validation tables of the tuning stage
-(``tuning/validation_metrics.csv``, ``tuning/tuning_results.csv``, ``tuning/policy.json``,
-``tuning/baselines.json``) and a context of facts; every number they print comes from these.
+(``tuning/validation_metrics.csv``, ``tuning/tuning_results.csv``, ``tuning/trials.csv``,
+``tuning/policy.json``, ``tuning/baselines.json``), the run's record of its models
+(``models/cf/roles.json``, ``models/content_meta.json``, the ``[candidates]`` of ``profile.toml``:
+what the seed policy is) and a context of facts; every number they print comes from these.
 """
 
 from __future__ import annotations
@@ -35,6 +37,15 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+
+
 def write_charts_and_reports(
     run_path: Path,
     refs: Mapping[str, ArtifactRef],
@@ -51,11 +62,13 @@ def write_charts_and_reports(
 ) -> dict[str, ArtifactRef]:
     """The figures (tasks.charts) and the offline reports (tasks.reports); {name: reference}."""
     from tasks.charts import write_all_charts
-    from tasks.reports import write_offline_reports
+    from tasks.reports import describe_cf, write_offline_reports
 
     tuning = _read_csv(run_path / "tuning/tuning_results.csv")
     validation = _read_csv(run_path / "tuning/validation_metrics.csv")
+    trials = _read_csv(run_path / "tuning/trials.csv")
     baselines = _read_json(run_path / "tuning/baselines.json")
+    profile = _read_toml(run_path / "profile.toml")  # the run's own resolved profile
     artifacts: dict[str, ArtifactRef] = {}
     figures = write_all_charts(
         run_path,
@@ -64,8 +77,11 @@ def write_charts_and_reports(
         per_user_recall,
         paired=paired,
         policy=policy_doc,
+        validation=validation,
         k=TUNING_K,
         min_lift=min_lift,
+        confidence=eval_cfg.confidence,
+        configuration=describe_cf(policy_doc["collab"]) if policy_doc.get("collab") else None,
     )
     for name, path in figures.items():
         artifacts[f"figure_{name}"] = ArtifactRef.of(
@@ -76,7 +92,7 @@ def write_charts_and_reports(
             figures[name] = run_path / f"figures/{name}.png"
     context = {
         "run_id": run_path.name,
-        "profile": run_path.parent.name,
+        "profile": str(profile.get("name") or run_path.parent.name),
         "split": split_cfg.model_dump(mode="json"),
         "dataset": {
             "n_users": int(len(plan.user_ids)),
@@ -89,11 +105,11 @@ def write_charts_and_reports(
         "candidate_recall": dict(candidate_recall),
         "validation_metrics": [] if validation is None else validation.to_dict("records"),
         "baselines": baselines.get("baselines", {}),
+        "trials": [] if trials is None else trials.to_dict("records"),
+        "cf_roles": _read_json(run_path / "models/cf/roles.json").get("roles", {}),
+        "content_meta": _read_json(run_path / "models/content_meta.json"),
+        "seed_candidates": dict(profile.get("candidates") or {}),
         "min_lift": float(min_lift),
-        "collab": policy_doc.get("collab"),
-        "ranking": policy_doc.get("ranking"),
-        "search": policy_doc.get("search"),
-        "validation": policy_doc.get("validation"),
     }
     reports = write_offline_reports(
         run_path, metrics, paired, tuning, policy_doc, gates, context, figures, k=TUNING_K

@@ -44,7 +44,7 @@ from tasks.ranking import RankingPolicy
 from tasks.stage import StageOutput, run_stage_core, stage_task
 from tasks.tuning import BASELINE_MODELS, POLICY_MODEL, TUNING_K, acceptance_gates
 
-__all__ = ["EVAL_FILES", "evaluate_models", "evaluation_core", "evaluation_setup"]
+__all__ = ["EVAL_FILES", "checkpoint_batch", "evaluate_models", "evaluation_core", "evaluation_refs", "evaluation_setup"]
 
 EVAL_FILES: dict[str, str] = {
     "metrics": "eval/metrics.parquet",
@@ -113,6 +113,87 @@ def evaluation_setup(
         )  # fmt: skip
 
     return plan, key, store, load
+
+
+#: What a worker process keeps between batches, per set of inputs (only the newest is kept).
+_WORKER_STATE: dict[str, Any] = {}
+
+
+def checkpoint_batch(
+    run_dir: str,
+    refs: Mapping[str, ArtifactRef],
+    eval_cfg: EvalSection,
+    candidates_cfg: CandidatesSection,
+    policy_cfg: PolicySection,
+    split_cfg: SplitSection,
+    content_cfg: ContentSection,
+    index: int | None,
+    *,
+    parts_root: str | None = None,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Compute batch ``index`` and write its part file unless a valid one exists - for a remote
+    worker (:mod:`flows.dask_batches`); the ``evaluation`` stage then reuses the part exactly as if
+    it had computed it (same key, same file). ``index=None`` only plans: returns ``{"n_batches",
+    "missing", "parts_folder"}``. The plan and the models are loaded once per process."""
+    from tasks.evaluation._batches import compute_batch
+
+    seed_policy = RankingPolicy.from_profile(candidates_cfg, policy_cfg)
+    signature = json.dumps(
+        [str(Path(run_dir).resolve()), {n: r.cache_token() for n, r in sorted(refs.items())},
+         [c.model_dump(mode="json") for c in (eval_cfg, candidates_cfg, policy_cfg, split_cfg, content_cfg)], parts_root],
+        sort_keys=True,
+    )  # fmt: skip
+    state = _WORKER_STATE.get(signature)
+    if state is None:
+        _WORKER_STATE.clear()
+        plan, _, store, load = evaluation_setup(run_dir, refs, eval_cfg, seed_policy, split_cfg, content_cfg, parts_root=parts_root)
+        state = _WORKER_STATE[signature] = {"plan": plan, "store": store, "load": load, "models": None}
+    plan, store = state["plan"], state["store"]
+
+    def part_ok(i: int) -> bool:
+        found = store.read(f"batch-{i:05d}.parquet")
+        return found is not None and np.array_equal(found[0].column("user_idx").to_numpy(), plan.batch(i).astype(np.int32))
+
+    if index is None:
+        return {"n_batches": plan.n_batches, "missing": [i for i in range(plan.n_batches) if not part_ok(i)],
+                "parts_folder": str(store.folder)}  # fmt: skip
+    if not 0 <= index < plan.n_batches:
+        raise ValueError(f"batch {index} does not exist: the plan has {plan.n_batches} batches")
+    started = time.perf_counter()
+    users = plan.batch(index)
+    if part_ok(index):
+        return {"batch": index, "computed": False, "users": int(len(users)), "seconds": 0.0}
+    if state["models"] is None:
+        state["models"] = state["load"]()
+    table, meta = compute_batch(state["models"], plan, users, tuple(int(k) for k in eval_cfg.k_values), threads=threads)
+    meta["batch"] = index
+    store.write(f"batch-{index:05d}.parquet", table, meta)
+    return {"batch": index, "computed": True, "users": int(len(users)), "seconds": round(time.perf_counter() - started, 3)}
+
+
+def evaluation_refs(
+    features: StageOutput,
+    collab: StageOutput,
+    tuning: StageOutput,
+    train: ArtifactRef,
+    test: ArtifactRef,
+    cohorts: ArtifactRef,
+    movies: ArtifactRef,
+    dropped_history: ArtifactRef,
+) -> dict[str, ArtifactRef]:
+    """The artifact refs the evaluation reads (the same names everywhere, so the part key is too)."""
+    return {
+        **features.artifacts,
+        **collab.artifacts,
+        "policy": tuning.ref("policy"),
+        "baselines": tuning.ref("baselines"),
+        "train": train,
+        "test": test,
+        "cohorts": cohorts,
+        "movies": movies,
+        "dropped_history": dropped_history,
+    }
 
 
 def evaluation_core(
@@ -279,17 +360,7 @@ def evaluate_models(
     budget_seconds: float,
 ) -> StageOutput:
     """Stage task ``evaluation``: every test user, the tuned policy and every tuned baseline, once."""
-    refs: dict[str, ArtifactRef] = {
-        **features.artifacts,
-        **collab.artifacts,
-        "policy": tuning.ref("policy"),
-        "baselines": tuning.ref("baselines"),
-        "train": train,
-        "test": test,
-        "cohorts": cohorts,
-        "movies": movies,
-        "dropped_history": dropped_history,
-    }
+    refs = evaluation_refs(features, collab, tuning, train, test, cohorts, movies, dropped_history)
     result = run_stage_core(
         "evaluation", budget_seconds, evaluation_core, run_dir, refs, eval_cfg, candidates_cfg, policy,
         split_cfg, content_cfg, min_lift, seed,

@@ -42,7 +42,7 @@ def tie_order(pool: np.ndarray, rel: np.ndarray) -> np.ndarray:
     """Positions of each row in MMR's tie order: relevance desc, then item asc; unusable last."""
     avail = (pool >= 0) & np.isfinite(rel)
     keys = order_keys(np.where(avail, rel, NEG_INF), np.where(avail, pool, -1))
-    return np.argsort(-keys, axis=1, kind="stable")
+    return np.argsort(~keys, axis=1, kind="stable")  # ~: the pad key (int64 min) sorts last
 
 
 def mmr_in_tie_order(

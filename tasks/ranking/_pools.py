@@ -5,14 +5,16 @@ For user u (item_idx = position in the movies sorted by movie_id), with the poli
 1. **Relaxation step** (:mod:`tasks.ranking._filters`) when genre / provider filters are asked.
 2. **CF seeds**: the ``n_cf_seed`` items with the highest CF score ``s_ui`` (:mod:`tasks.cf`) among
    allowed, not excluded items with CF evidence (users without CF evidence: the most popular
-   allowed items instead). An exact top-k (:func:`tasks.ranking._topk.top_k_columns`).
+   allowed, not excluded items instead, with or without CF evidence). An exact top-k
+   (:func:`tasks.ranking._topk.top_k_columns`).
 3. **Content expansion**: the ``k_neighbors`` nearest items of each of u's ``m_seed_items`` best
    recent liked items, in neighbour-rank order, deduplicated, allowed and not excluded only.
    A user without a liked item has no seed items and so no content expansion.
 4. Union capped at ``c_max`` (all CF seeds first). **Short pools are completed**: a pool holding
-   fewer than ``min(e_L(u), max(n_cf_seed, min_results), c_max)`` items gets the missing allowed
-   items - by first-pass content score for users with CF evidence, by popularity for the others
-   (:func:`_fill_short_pools`; only those rows pay).
+   fewer than ``min(e_L(u), max(n_cf_seed, min_results, k_final), c_max)`` items gets the missing
+   allowed items - by first-pass content score for users with CF evidence, by popularity for the
+   others (:func:`_fill_short_pools`; only those rows pay). ``k_final`` is in the bound so that a
+   list of k <= k_final ranks the same pool as the ``k_final`` list (its first k items).
 
 Users go in sub-batches of :data:`SUB_BATCH` (32: the ``32 x n_items`` float32 score buffer stays
 cache-resident, measured faster than 256); no users x items matrix ever exists.
@@ -181,15 +183,17 @@ def generate_pool(
     exp_val = flat_s.take(r_base + np.maximum(expansion, 0))
     exp_ok = (expansion >= 0) & (exp_val > NEG_INF)  # NaN compares False
     # 3. CF seeds: exact top n_cf_seed (items without factors carry no CF evidence)
+    has_f = arrays.user_has_factors[users]
+    cold_rows = np.flatnonzero(~has_f)
+    # users without factors: which popular items are open is read before the no-factor mask
+    # (their signal, popularity, needs no CF evidence)
+    cand = ctx.cold_seeds[steps[cold_rows]]
+    open_ = s[cold_rows[:, None], np.maximum(cand, 0)] > NEG_INF
     if len(ctx.nofactor_cols):
         s[:, ctx.nofactor_cols] = NEG_INF
-    has_f = arrays.user_has_factors[users]
     cf_idx, cf_val = top_k_columns(s, policy.n_cf_seed, mask_buffer=ws.mask, ordered=False)
-    cold_rows = np.flatnonzero(~has_f)
     if len(cold_rows):  # users without factors: most popular allowed unseen items instead
-        cand = ctx.cold_seeds[steps[cold_rows]]
-        vals = s[cold_rows[:, None], np.maximum(cand, 0)]
-        ok = (cand >= 0) & (vals > NEG_INF)
+        ok = (cand >= 0) & open_
         ok &= np.cumsum(ok, axis=1) <= policy.n_cf_seed
         rank = np.cumsum(ok, axis=1) - 1
         new_idx = np.full((len(cold_rows), policy.n_cf_seed), -1, dtype=np.int32)
@@ -233,7 +237,7 @@ def generate_pool(
     out_cf[rr, slot] = np.where(arrays.item_has_factors[cand[rr, cc]], cand_val[rr, cc], 0.0)
     # 5. short pools: a user with fewer allowed unseen items than a pool needs gets all of them
     sizes = keep.sum(axis=1)
-    need = min(policy.c_max, max(policy.n_cf_seed, ctx.min_results))
+    need = min(policy.c_max, max(policy.n_cf_seed, ctx.min_results, policy.k_final))
     seen_allowed = np.bincount(rows, weights=ctx.allowed[steps[rows], items], minlength=b).astype(
         np.int64
     )

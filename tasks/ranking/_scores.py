@@ -37,7 +37,7 @@ def pool_zscores(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.n
 
     >>> z, mean, sd = pool_zscores(np.array([[1.0, 2.0, 3.0, 9.0], [5.0, 5.0, 0.0, 0.0]]),
     ...                            np.array([[True, True, True, False], [True, True, False, False]]))
-    >>> z.round(4).tolist(), mean.tolist(), sd.round(4).tolist()
+    >>> z.astype(float).round(4).tolist(), mean.tolist(), sd.astype(float).round(4).tolist()
     ([[-1.2247, 0.0, 1.2247, 0.0], [0.0, 0.0, 0.0, 0.0]], [2.0, 5.0], [0.8165, 0.0])
     """
     v = np.asarray(values, dtype=np.float32)

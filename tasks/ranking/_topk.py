@@ -55,7 +55,7 @@ def select_top(values: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
     part = np.argpartition(v, w - k, axis=1)[:, w - k :]
     chosen = np.take_along_axis(v, part, axis=1)
     cut = chosen.min(axis=1)[:, None]
-    tie = np.isfinite(cut[:, 0]) & ((v == cut).sum(axis=1) > (chosen == cut).sum(axis=1))
+    tie = (cut[:, 0] > NEG_INF) & ((v == cut).sum(axis=1) > (chosen == cut).sum(axis=1))
     if tie.any():
         part[tie] = top_by_key(order_keys(v[tie], idx[tie]), k)
     return part
@@ -121,7 +121,7 @@ def top_k_columns(
         part = select_top(pad_val, pad_idx, k)
         chosen_val = np.take_along_axis(pad_val, part, axis=1)
         chosen_idx = np.take_along_axis(pad_idx, part, axis=1)
-        real = np.isfinite(chosen_val) & (chosen_idx >= 0) & ~bad[:, None]
+        real = (chosen_val > NEG_INF) & (chosen_idx >= 0) & ~bad[:, None]
         idx_out[:] = np.where(real, chosen_idx, -1)
         val_out[:] = np.where(real, chosen_val, NEG_INF)
         exact_rows = np.flatnonzero(bad)

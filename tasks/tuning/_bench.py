@@ -102,7 +102,7 @@ class ValidationBench:
         seed: int = 42,
         threads: int = 2,
         worker: Any = None,
-        cache_bytes: float = 2.5e9,
+        cache_bytes: float = 4e9,
         progress: Callable[[str], None] | None = None,
     ):
         self.base = base

@@ -243,9 +243,14 @@ def run_search(
     number = 0
     for model in cfg.baselines:
         number += 1
-        if model == "popularity":
+        if model == "popularity":  # nothing to tune: one evaluation, recorded as one trial
+            t0 = time.perf_counter()
             means = _means(bench.popularity())
-            studies[model] = StudyOutcome(model, {}, means[metric], means, {}, 1, 0, False, 0.0)
+            seconds = round(time.perf_counter() - t0, 3)
+            row = {"study": model, "trial": 0, "state": "complete", "value": means[metric],
+                   **{f"{m}@10": means[m] for m in _METRICS}, "params": "{}", "alphas": "",
+                   "seconds": seconds, "cached": False, "enqueued": False}  # fmt: skip
+            studies[model] = StudyOutcome(model, {}, means[metric], means, {}, 1, 0, False, seconds, [row])
             continue
         if model == "ease" and not ease_allowed:
             studies[model] = StudyOutcome(

@@ -5,8 +5,9 @@ models and a tuned baseline's best parameters can be enqueued into the policy se
 
 - **ALS** (TPE): factors 8-256 (log), regularization 1e-4-1 (log), confidence
   {binary, linear, log, bm25}, confidence_alpha 0.1-100 (log), min_rating {0, threshold - 1}.
-- **EASE**: lambda on the grid 1, 3, 10, ..., 10^4 (a grid in its own study, log-uniform in the
-  policy search), min_rating {0, threshold - 1}.
+- **EASE**: lambda on the grid 1, 3, 10, ..., 10^4 (categorical in every study, so the policy
+  search reuses the baseline study's fits: an EASE fit is the costliest step of a trial),
+  min_rating {0, threshold - 1}.
 - **item kNN**: K {5, 10, 20, 50, 100, 200}, weighting {cosine, bm25, tfidf}, min_rating as above.
 - **policy**: the CF model among ``tuning.models`` with its parameters as above, ``lambda_div``
   0-0.5 (step 0.05), ``n_cf_seed`` {100, 200, 400, 800, the profile's} within [k_final, c_max],
@@ -70,11 +71,7 @@ def suggest_cf(
             "confidence_alpha": trial.suggest_float("als.confidence_alpha", 0.1, 100.0, log=True),
         }
     elif model == "ease":
-        if ease_grid:
-            lam = trial.suggest_categorical("ease.lambda", list(EASE_LAMBDAS))
-        else:
-            lam = trial.suggest_float("ease.lambda", EASE_LAMBDAS[0], EASE_LAMBDAS[-1], log=True)
-        update = {"ease_lambda": float(lam)}
+        update = {"ease_lambda": float(trial.suggest_categorical("ease.lambda", list(EASE_LAMBDAS)))}
     elif model == "item_knn":
         update = {
             "knn_k": trial.suggest_categorical("item_knn.k", list(KNN_KS)),
@@ -152,7 +149,7 @@ def seed_cf_fits_space(cfg: CollabSection, relevance_threshold: float) -> bool:
             and 0.1 <= cfg.confidence_alpha <= 100.0
         )
     if cfg.model == "ease":
-        return EASE_LAMBDAS[0] <= cfg.ease_lambda <= EASE_LAMBDAS[-1]
+        return float(cfg.ease_lambda) in EASE_LAMBDAS
     if cfg.model == "item_knn":
         return cfg.knn_k in KNN_KS and cfg.knn_weighting in KNN_WEIGHTINGS
     return False

@@ -250,9 +250,6 @@ def tuning_core(
             m: float(v.mean()) for m, v in bench.fixed_policy(collab, seed_policy).items()
         }
         content_metrics = {m: float(v.mean()) for m, v in bench.content().items()}
-    storage = None  # the journal file is complete: publish it under its final name
-    journal = run_path / TUNING_FILES["study_journal"]
-    journal_tmp.replace(journal)
     n_val = bench.n_users
     eligible = bench.eligible()
     validation = {
@@ -332,10 +329,11 @@ def tuning_core(
             trials.to_csv(index=False, float_format="%.10g"), run_path, TUNING_FILES["trials"]
         ),
         "tuning_results": write_tuning_results(table, run_path),
-        "study_journal": ArtifactRef.of(run_path, TUNING_FILES["study_journal"]),
     }
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     artifacts.update(_figures(search.policy_study, run_path))
+    journal_tmp.replace(run_path / TUNING_FILES["study_journal"])  # complete: publish it under its name
+    artifacts["study_journal"] = ArtifactRef.of(run_path, TUNING_FILES["study_journal"])
     report_progress(
         1.0, f"chosen: {best_cf.model}, validation {cfg.metric}@10 {validation['value']:.4f}"
     )

@@ -37,8 +37,8 @@ def _files(run_dir: Path) -> set[str]:
 def inventoried_run(ml_pipeline_run, tmp_path_factory) -> Path:
     """A copy of the shared real-data run with the inventory and the handoff run on it (the
     handoff gets realistic edge-case facts: that stage may not exist yet)."""
+    from tasks.handoff import handoff_core
     from tasks.profile import load_profile
-    from tasks.signoff import handoff_core
 
     src = Path(ml_pipeline_run["run_dir"])
     run_dir = tmp_path_factory.mktemp("inventory") / src.name
@@ -60,21 +60,46 @@ def inventoried_run(ml_pipeline_run, tmp_path_factory) -> Path:
 
 
 def test_classify_and_producing_stage():
-    assert [classify(p) for p in ("a.parquet", "b.npy", "c.md", "d.PNG", "e.toml", "f.otf")] == [
+    names = ("a.parquet", "b.npy", "c.md", "d.PNG", "e.toml", "f.otf", "g.journal", "h.npz")
+    assert [classify(p) for p in names] == [
         "table",
         "array",
         "markdown",
         "png",
         "toml",
         "other",
+        "text",
+        "array",
     ]
-    assert producing_stage("data/ratings.parquet") == "ingest"
-    assert producing_stage("data/test.parquet") == "split"
-    assert producing_stage("models/user_factors.npy") == "collaborative"
-    assert producing_stage("models/content_embeddings.npy") == "features"
-    assert producing_stage("reports/offline_metrics.md") == "evaluation"
-    assert producing_stage("signoff/signoff.json") == "handoff"
-    assert producing_stage("x/unknown.bin") == "unknown"
+    expected = {
+        "data/ratings.parquet": "ingest",
+        "data/test.parquet": "split",
+        "data/train_fit.parquet": "split",
+        "data/dropped_history.parquet": "split",
+        "models/content_embeddings.npy": "features",
+        "models/item_index.parquet": "features",
+        "models/cf/policy/user_factors.npy": "collaborative",
+        "models/cf/item_knn/item_index.parquet": "collaborative",
+        "models/cf/roles.json": "collaborative",
+        "tuning/policy.json": "tuning",
+        "tuning/study.journal": "tuning",
+        "figures/tuning_history.png": "tuning",
+        "figures/models_on_test.png": "evaluation",
+        "eval/per_user.parquet": "evaluation",
+        "eval/regression.json": "regression",
+        "reports/offline_metrics.md": "evaluation",
+        "signoff/signoff.json": "handoff",
+        "x/unknown.bin": "unknown",
+    }
+    assert {p: producing_stage(p) for p in expected} == expected
+
+
+def test_stage_rules_name_the_pipeline_stages():
+    from flows.pipeline import PIPELINE_STAGES
+    from tasks.manifest import STAGE_RULES
+
+    assert {stage for _, stage in STAGE_RULES} <= {*PIPELINE_STAGES, "flow"}
+    assert "tuning" in {stage for _, stage in STAGE_RULES}
 
 
 def test_every_file_of_a_run_is_listed_with_a_correct_hash(inventoried_run):
@@ -143,7 +168,8 @@ def _tiny_run(root: Path) -> Path:
     (run_dir / "eval").mkdir()
     Image.new("RGB", (8, 6), "white").save(run_dir / "figures/chart.png")
     (run_dir / "reports/report.md").write_text("# Report\n\n![chart](../figures/chart.png)\n")
-    (run_dir / "eval/gates.json").write_text(json.dumps({"gates": [], "all_passed": True}))
+    gates = {"gates": [], "all_passed": True, "best_baseline": "ease", "min_lift": 0.0}
+    (run_dir / "eval/gates.json").write_text(json.dumps(gates))
     return run_dir
 
 
@@ -199,3 +225,289 @@ def test_broken_artifacts_fail_their_own_validation(tmp_path):
     assert "nope.json" in files["reports/broken.md"]["validation"]
     assert "required key" in files["eval/gates.json"]["validation"]
     assert files["figures/chart.png"]["status"] == "passed"
+
+
+# ---------------------------------------------------------------------------------------------
+# the files of the tuning, collaborative and evaluation stages, on a hand-made run
+
+
+def _cf_models(run_dir: Path) -> None:
+    """Three tiny saved CF models (factors, EASE, kNN) through tasks.cf's own writer, and roles.json."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from tasks.cf import save_cf_model
+    from tasks.cf._model import EaseCF, FactorCF, ItemKnnCF
+    from tasks.profile import CollabSection
+
+    users, items = np.array([1, 2, 3, 4], np.int32), np.array([10, 20, 30, 40, 50], np.int32)
+    user_known = np.array([True, True, True, False])
+    item_known = np.array([True, True, False, True, True])
+    info = {"n_users": 4, "n_items": 5, "users_known": 3, "items_known": 4}
+    common = dict(user_ids=users, item_ids=items, user_known=user_known, item_known=item_known)
+    rng = np.random.default_rng(0)
+    factors = FactorCF(
+        **common,
+        config=CollabSection(model="als"),
+        info=info,
+        user_factors=(rng.random((4, 3)) + 0.1).astype(np.float32) * user_known[:, None],
+        item_factors=(rng.random((5, 3)) + 0.1).astype(np.float32) * item_known[:, None],
+    )
+    active = np.flatnonzero(item_known)
+    x = sp.csr_matrix(np.ones((4, 5), np.float32))
+    ease = EaseCF(
+        **common,
+        config=CollabSection(model="ease"),
+        info=info,
+        x=x[:, active],
+        weights=rng.random((len(active), len(active))).astype(np.float32),
+        items=active,
+    )
+    knn = ItemKnnCF(
+        **common,
+        config=CollabSection(model="item_knn"),
+        info=info,
+        x=x,
+        similarity=sp.csr_matrix(rng.random((5, 5)).astype(np.float32)),
+    )
+    roles = {}
+    for role, model in (("als", factors), ("ease", ease), ("item_knn", knn)):
+        save_cf_model(model, run_dir, f"models/cf/{role}")
+        roles[role] = {"folder": f"models/cf/{role}", "config": model.config.model_dump()}
+    (run_dir / "models/cf/roles.json").write_text(json.dumps({"roles": roles}))
+
+
+def _new_kinds_run(root: Path) -> Path:
+    """A run holding one file of each kind the tuning / collaborative / evaluation stages write."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from tasks.tuning import TUNING_COLUMNS
+
+    run_dir = root / "ci" / "20260101T000000Z-abc123"
+    for d in ("tuning", "eval", "figures", "models/cf"):
+        (run_dir / d).mkdir(parents=True, exist_ok=True)
+    _cf_models(run_dir)
+    policy = {
+        "version": 2,
+        "kind": "hybrid_policy",
+        "policy_id": "abc",
+        "ranking": {"lambda_div": 0.25},
+        "collab": {"model": "ease"},
+        "alphas": {"cold": 0.2, "light": 0.4},
+        "validation": {"recall@10": 0.13},
+        "search": {"cut_short": False, "trials": {"policy": 3}},
+        "provenance": {"how_selected": "validation only"},
+    }
+    (run_dir / "tuning/policy.json").write_text(json.dumps(policy))
+    (run_dir / "tuning/baselines.json").write_text(json.dumps({"version": 1, "baselines": {}}))
+    pd.DataFrame(
+        {
+            "model": ["tuned_policy", "ease", "popularity"],
+            "recall@10": [0.13, 0.12, 0.07],
+            "map@10": [0.07, 0.06, 0.04],
+            "ndcg@10": [0.13, 0.12, 0.08],
+            "users": 560,
+            "trials": [3, 3, 1],
+            "params": ["{}", '{"ease.lambda": 100.0}', "{}"],
+        }
+    ).to_csv(run_dir / "tuning/validation_metrics.csv", index=False)
+    pd.DataFrame(
+        {
+            "study": ["ease", "ease", "policy"],
+            "trial": [0, 1, 0],
+            "state": "complete",
+            "value": [0.1, 0.12, 0.13],
+            "recall@10": [0.1, 0.12, 0.13],
+            "map@10": [0.05, 0.06, 0.07],
+            "ndcg@10": [0.1, 0.12, 0.13],
+            "params": "{}",
+            "alphas": "",
+            "seconds": [0.5, 0.4, 1.0],
+            "cached": [False, True, False],
+            "enqueued": False,
+        }
+    ).to_csv(run_dir / "tuning/trials.csv", index=False)
+    grid = pd.DataFrame(
+        [
+            {"split": "validation", "alpha": a, "cohort": c, "users_eval": 10, "users_skipped": 0,
+             "mean_cand": 100.0, "candidate_recall": 0.7, "recall@10": 0.1, "map@10": 0.05,
+             "ndcg@10": 0.1, "alpha_time_sec": 0.1, "alpha_timed_out": False}
+            for a in (0.0, 0.5) for c in ("all", "light")
+        ]
+    )  # fmt: skip
+    grid[list(TUNING_COLUMNS)].to_csv(run_dir / "tuning/tuning_results.csv", index=False)
+    lines = [{"op_code": 0, "study_name": "policy"}, {"op_code": 4, "study_id": 0}]
+    (run_dir / "tuning/study.journal").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    n = 8
+    per_user = {
+        "user_id": np.arange(1, n + 1, dtype=np.int32),
+        "cohort": ["cold", "light", "medium", "heavy"] * 2,
+        "n_relevant": np.full(n, 2, np.int32),
+        "pool_size": np.full(n, 100, np.int32),
+        "candidate_recall": np.full(n, 0.5, np.float32),
+    }
+    for model in ("tuned_policy", "ease"):
+        for metric in ("recall", "map", "ndcg"):
+            per_user[f"{model}_{metric}@10"] = np.linspace(0, 1, n).astype(np.float32)
+    per_user["tuned_policy_movie_ids"] = [[10, 20]] * n
+    pd.DataFrame(per_user).to_parquet(run_dir / "eval/per_user.parquet")
+    pd.DataFrame(
+        {"model": "tuned_policy", "baseline": ["ease", "ease"], "cohort": ["all", "cold"],
+         "metric": "recall", "k": 10, "model_value": 0.11, "baseline_value": 0.1,
+         "mean_diff": [0.01, -0.02], "ci_low": [0.004, -0.05], "ci_high": [0.016, 0.01],
+         "p_value": [0.01, 0.4], "wilcoxon_p": None, "n_users": [8, 2], "method": "paired bootstrap"}
+    ).to_parquet(run_dir / "eval/paired_tests.parquet")  # fmt: skip
+    for name in ("tuning_history", "models_on_test"):
+        Image.new("RGB", (8, 6), "white").save(run_dir / f"figures/{name}.png")
+    return run_dir
+
+
+#: file -> the suites that must validate it besides its facts suite
+NEW_KIND_SUITES = {
+    "tuning/tuning_results.csv": {"csv_facts", "tuning_results"},
+    "tuning/validation_metrics.csv": {"csv_facts", "validation_metrics"},
+    "tuning/trials.csv": {"csv_facts", "trials"},
+    "tuning/study.journal": {"text_facts"},
+    "tuning/policy.json": {"json_facts"},
+    "eval/per_user.parquet": {"table_facts", "per_user"},
+    "eval/paired_tests.parquet": {"table_facts", "paired_tests"},
+    "models/cf/als/cf_meta.json": {"json_facts", "cf_model"},
+    "models/cf/als/user_index.parquet": {"table_facts", "cf_index"},
+    "models/cf/als/user_factors.npy": {"array_facts", "factors"},
+    "models/cf/als/item_factors.npy": {"array_facts", "factors"},
+    "models/cf/ease/cf_meta.json": {"json_facts", "cf_model"},
+    "models/cf/ease/ease_weights.npy": {"array_facts"},
+    "models/cf/item_knn/cf_meta.json": {"json_facts", "cf_model"},
+    "models/cf/item_knn/knn_similarity.npz": {"array_facts"},
+    "models/cf/roles.json": {"json_facts"},
+    "figures/models_on_test.png": {"png_facts"},
+}
+
+
+def test_new_file_kinds_are_validated_and_named_when_broken(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    good = _new_kinds_run(tmp_path / "good")
+    facts = inventory_core(str(good), None, build_docs=False)["facts"]
+    files = {f["path"]: f for f in json.loads((good / MANIFEST).read_text())["files"]}
+    assert facts["failed_validations"] == [], [
+        files[p]["validation"] for p in facts["failed_validations"]
+    ]
+    for rel, suites in NEW_KIND_SUITES.items():
+        assert {c["suite"] for c in files[rel]["checks"]} == suites, rel
+    assert files["tuning/policy.json"]["stage"] == "tuning"
+    assert files["models/cf/ease/ease_items.npy"]["stage"] == "collaborative"
+
+    bad = _new_kinds_run(tmp_path / "bad")
+    grid = pd.read_csv(bad / "tuning/tuning_results.csv")
+    grid.loc[0, "split"] = "test"  # a choice made on test
+    grid.to_csv(bad / "tuning/tuning_results.csv", index=False)
+    trials = pd.read_csv(bad / "tuning/trials.csv")
+    pd.concat([trials, trials.iloc[[0]]]).to_csv(bad / "tuning/trials.csv", index=False)
+    with open(bad / "tuning/study.journal", "a") as fh:
+        fh.write("{not json\n")
+    policy = json.loads((bad / "tuning/policy.json").read_text())
+    del policy["search"]
+    (bad / "tuning/policy.json").write_text(json.dumps(policy))
+    index = pd.read_parquet(bad / "models/cf/als/user_index.parquet")
+    index["user_idx"] = index["user_idx"].to_numpy()[::-1]
+    index.to_parquet(bad / "models/cf/als/user_index.parquet")
+    item_factors = np.load(bad / "models/cf/als/item_factors.npy")
+    item_factors[0] = 0.0  # a known item without factors
+    np.save(bad / "models/cf/als/item_factors.npy", item_factors)
+    meta = json.loads((bad / "models/cf/ease/cf_meta.json").read_text())
+    meta["files"]["ease_weights"] = "gone.npy"
+    (bad / "models/cf/ease/cf_meta.json").write_text(json.dumps(meta))
+    per_user = pd.read_parquet(bad / "eval/per_user.parquet")
+    per_user.loc[3, "ease_map@10"] = 1.5
+    per_user.to_parquet(bad / "eval/per_user.parquet")
+    paired = pd.read_parquet(bad / "eval/paired_tests.parquet")
+    paired.loc[1, ["ci_low", "ci_high"]] = [0.01, -0.05]
+    paired.to_parquet(bad / "eval/paired_tests.parquet")
+
+    facts = inventory_core(str(bad), None, build_docs=False)["facts"]
+    assert sorted(facts["failed_validations"]) == [
+        "eval/paired_tests.parquet",
+        "eval/per_user.parquet",
+        "models/cf/als/item_factors.npy",
+        "models/cf/als/user_index.parquet",
+        "models/cf/ease/cf_meta.json",
+        "tuning/policy.json",
+        "tuning/study.journal",
+        "tuning/trials.csv",
+        "tuning/tuning_results.csv",
+    ]
+    files = {f["path"]: f for f in json.loads((bad / MANIFEST).read_text())["files"]}
+    assert "split" in files["tuning/tuning_results.csv"]["validation"]
+    assert "search" in files["tuning/policy.json"]["validation"]
+
+
+def test_a_real_run_validates_cleanly_and_the_handoff_records_its_decision(
+    ml_ranking_run, tmp_path
+):
+    """The real ml-latest-small run of the new cores (up to evaluation): every file is validated by
+    its suites and named with its stage; the handoff decides from its tables, appends its files to
+    the manifest, and a higher signoff.min_lift re-decides it without touching the other files."""
+    from flows.pipeline import PIPELINE_STAGES
+    from tasks.decision import signoff_check_frame
+    from tasks.handoff import handoff_core
+    from tasks.profile import load_profile
+
+    run_dir = tmp_path / ml_ranking_run["run_dir"].name
+    shutil.copytree(ml_ranking_run["run_dir"], run_dir, symlinks=True)
+    facts = {k: dict(v) for k, v in ml_ranking_run["facts"].items()}
+    params = {"ratings": facts["ingest"]["validation"]["ratings"]["parameters"]}
+    out = inventory_core(str(run_dir), None, table_parameters=params, build_docs=False)["facts"]
+    manifest = json.loads((run_dir / MANIFEST).read_text())
+    files = {f["path"]: f for f in manifest["files"]}
+    assert out["failed_validations"] == [], [
+        files[p]["validation"] for p in out["failed_validations"]
+    ]
+    assert {f["stage"] for f in files.values()} <= {*PIPELINE_STAGES, "flow"}
+    for rel, suites in NEW_KIND_SUITES.items():
+        if rel in files and rel != "figures/models_on_test.png":
+            assert suites <= {c["suite"] for c in files[rel]["checks"]}, rel
+    assert any(p.startswith("models/cf/policy/") for p in files)
+
+    facts["edge_cases"] = {"pass_rate": 0.9}
+    profile = load_profile("ml-latest-small", ["tuning.n_trials=2"])
+    first = handoff_core(str(run_dir), profile, facts)["facts"]
+    signoff = json.loads((run_dir / "signoff/signoff.json").read_text())
+    assert signoff["decision"] == first["decision"]
+    assert signoff_check_frame(signoff)["decision_matches_gates"].all()
+    gates = {g["name"]: g for g in signoff["gates"]}
+    assert {"lift_over_best_baseline", "not_significantly_worse_than_best_baseline"} <= set(gates)
+    assert gates["search_completed"]["passed"] is True
+    assert gates["artifact_validation_rate"]["measured"] == 1.0
+
+    import pandas as pd
+
+    metrics = pd.read_parquet(run_dir / "eval/metrics.parquet")
+    row = metrics[
+        (metrics.model == "tuned_policy")
+        & (metrics.cohort == "all")
+        & (metrics.k == 10)
+        & (metrics.metric == "recall")
+    ]
+    report = (run_dir / "reports/final_report.md").read_text()
+    assert f"test Recall@10 {float(row['value'].iloc[0]):.4f}" in report
+    assert "| Recall@10 | 0.342 | 0.30 |" in report
+
+    before = {p: f["sha256"] for p, f in files.items()}
+    high = handoff_core(
+        str(run_dir), load_profile("ml-latest-small", ["signoff.min_lift=5"]), facts
+    )
+    assert high["facts"]["decision"] != "APPROVE"
+    assert any(r.startswith("lift_over_best_baseline") for r in high["facts"]["reasons"])
+    after = {f["path"]: f for f in json.loads((run_dir / MANIFEST).read_text())["files"]}
+    assert {p for p in after if p not in before} == {
+        "reports/final_report.md",
+        "signoff/handoff.md",
+        "signoff/signoff.json",
+        "signoff/signoff_form.md",
+    }
+    assert all(after[p]["sha256"] == sha for p, sha in before.items())  # nothing else touched
+    assert all(after[p]["status"] == "passed" for p in after)

@@ -180,11 +180,54 @@ def test_regression_core_writes_the_json_and_the_report_section(tmp_path: Path):
     assert report.startswith("## Regression check") and "**Significant drop**" in report
     assert "| all | recall@10 | 400 |" in report
 
-    # no baseline: an explicit "no comparison", never a drop
+    assert doc["compared"] is True and out["facts"]["status"] == "compared"
+
+    # no baseline: "not compared" - never a drop, and never a pass either
     none = Baseline(compare_with="last_approved", reason="no approved run yet")
     out = regression_core(str(current), current / "eval" / "per_user.parquet", none, _cfg())
     doc = json.loads((current / "eval" / "regression.json").read_text())
     assert doc["significant_drop"] is False and doc["rows"] == [] and doc["baseline_run"] is None
-    assert (
-        "No comparison: no approved run yet" in (current / "reports" / "regression.md").read_text()
+    assert doc["compared"] is False
+    assert out["facts"]["status"] == "not compared" and out["facts"]["compared"] is False
+    report = (current / "reports" / "regression.md").read_text()
+    assert "**Not compared**: no approved run yet" in report and "not a pass" in report
+
+
+def _evaluation_per_user(shift: float = 0.0, seed: int = 0) -> pd.DataFrame:
+    """A per-user table as the evaluation package writes it: every model's metric columns, the
+    candidate columns and the tuned policy's list of movie ids."""
+    table = _per_user(seed=seed, shift=shift)
+    n = len(table)
+    extra = {
+        "n_relevant": np.full(n, 3, np.int32),
+        "pool_size": np.full(n, 800, np.int32),
+        "candidate_recall": np.full(n, 0.7, np.float32),
+    }
+    for model in ("ease", "item_knn", "als", "popularity", "content", "seed_policy"):
+        for metric in ("recall", "map", "ndcg"):
+            extra[f"{model}_{metric}@10"] = np.full(n, 0.05, np.float32)
+    extra["tuned_policy_movie_ids"] = [[1, 2, 3]] * n
+    return table.assign(**extra)
+
+
+def test_the_evaluation_per_user_table_is_compared_on_the_tuned_policy(tmp_path: Path):
+    """The new per-user table (every model, list column) works; only tuned_policy_* is compared,
+    and [nightly] model can name another model of the table."""
+    baseline_run = _run(
+        tmp_path, "20260101T000000Z-aaaaaa", decision="APPROVE", table=_evaluation_per_user()
     )
+    current = tmp_path / "current"
+    (current / "eval").mkdir(parents=True)
+    _evaluation_per_user(shift=-0.1).to_parquet(current / "eval" / "per_user.parquet")
+    baseline = find_baseline(tmp_path, "ci", "last_approved")
+    assert baseline.run_dir == str(baseline_run)
+    out = regression_core(str(current), current / "eval" / "per_user.parquet", baseline, _cfg())
+    assert out["facts"]["significant_drop"] and out["facts"]["method"] == "paired bootstrap"
+    same = regression_core(
+        str(current), current / "eval" / "per_user.parquet", baseline, _cfg(model="ease")
+    )
+    assert same["facts"]["compared"] and not same["facts"]["significant_drop"]
+    with pytest.raises(InputDataError, match="cf_full_recall@10"):
+        regression_core(
+            str(current), current / "eval" / "per_user.parquet", baseline, _cfg(model="cf_full")
+        )
