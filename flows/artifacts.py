@@ -17,12 +17,38 @@ __all__ = [
 
 
 def headline_rows(evaluation_facts: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per model: Recall@10 and MAP@10 from the evaluation facts' ``headline``."""
+    """One row per model - the tuned policy first, then every tuned baseline by test Recall@10 -
+    with Recall / MAP / NDCG@10 from the evaluation facts' ``headline``.
+
+    >>> headline_rows({"headline": {"ease|recall@10": 0.08, "tuned_policy|recall@10": 0.09,
+    ...     "popularity|recall@10": 0.05}})[0]["model"]
+    'tuned_policy'
+    """
     rows: dict[str, dict[str, Any]] = {}
-    for key, value in sorted(evaluation_facts.get("headline", {}).items()):
+    for key, value in evaluation_facts.get("headline", {}).items():
         model, metric = key.split("|", 1)
         rows.setdefault(model, {"model": model})[metric] = round(float(value), 4)
-    return list(rows.values())
+    ordered = sorted(rows.values(), key=lambda r: (r["model"] != "tuned_policy", -r.get("recall@10", 0.0), r["model"]))
+    return ordered
+
+
+def _gate_lines(run_dir: str) -> list[str]:
+    """Measured value, threshold and pass of each acceptance gate (eval/gates.json)."""
+    import json
+    from pathlib import Path
+
+    path = Path(run_dir) / "eval" / "gates.json"
+    if not path.exists():
+        return []
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    lines = ["| gate | measured | threshold | passed |", "|---|---|---|---|"]
+    for g in doc.get("gates", []):
+        measured = g.get("measured")
+        shown = "not measured" if measured is None else f"{float(measured):.4f}"
+        passed = {True: "yes", False: "**no**", None: "no evidence"}[g.get("passed")]
+        lines.append(f"| {g['name']} | {shown} | {float(g.get('threshold', 0.0)):.4f} | {passed} |")
+    best = doc.get("best_baseline")
+    return [f"Best baseline on test: **{best}**.", "", *lines] if best else lines
 
 
 def publish_run_artifacts(evaluation_facts: dict[str, Any], run_dir: str) -> None:
@@ -32,15 +58,14 @@ def publish_run_artifacts(evaluation_facts: dict[str, Any], run_dir: str) -> Non
     create_table_artifact(
         key="headline-metrics",
         table=headline_rows(evaluation_facts),
-        description=f"Recall@10 and MAP@10 per model, every evaluated user ({run_dir})",
+        description=f"Recall/MAP/NDCG@10 on test of the tuned policy and every tuned baseline ({run_dir})",
     )
     failed = evaluation_facts.get("failed_gates", [])
     verdict = "all gates passed" if evaluation_facts.get("gates_passed") else f"FAILED: {', '.join(failed)}"
+    lines = ["# Acceptance gates", "", verdict, "", *_gate_lines(run_dir), ""]
+    lines.append("Details: `eval/gates.json`, report `reports/offline_metrics.md` (in the run directory).")
     create_markdown_artifact(
-        key="acceptance-gates",
-        markdown=f"# Acceptance gates\n\n{verdict}\n\nDetails: `{run_dir}/eval/gates.json`, "
-        f"report `{run_dir}/reports/offline_metrics.md`.\n",
-        description="Acceptance gates of the tuned policy",
+        key="acceptance-gates", markdown="\n".join(lines) + "\n", description="Acceptance gates of the tuned policy"
     )
 
 

@@ -278,10 +278,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     print(summary["stage_table"])
     print(f"run directory: {summary['run_dir']}")
-    headline = summary.get("headline", {})
-    for model in ("tuned_policy", "seed_policy", "cf_full", "popularity"):
-        if f"{model}|recall@10" in headline:
-            print(f"  {model:<14} Recall@10 {headline[f'{model}|recall@10']:.4f}  MAP@10 {headline[f'{model}|map@10']:.4f}")
+    from flows.artifacts import headline_rows
+
+    print("test set, every evaluated user (the policy and the baselines were chosen on validation):")
+    for row in headline_rows({"headline": summary.get("headline", {})}):
+        print(f"  {row['model']:<14} Recall@10 {row.get('recall@10', float('nan')):.4f}  MAP@10 {row.get('map@10', float('nan')):.4f}  NDCG@10 {row.get('ndcg@10', float('nan')):.4f}")
     if summary.get("gates_passed"):
         print("evaluation acceptance gates: all passed")
     else:

@@ -38,7 +38,14 @@ from prefect.futures import wait
 
 from tasks.budget import StageTimeout
 from tasks.io import ArtifactRef
-from tasks.profile import CandidatesSection, ContentSection, EvalSection, PolicySection, RunProfile, SplitSection
+from tasks.profile import (
+    CandidatesSection,
+    ContentSection,
+    EvalSection,
+    PolicySection,
+    RunProfile,
+    SplitSection,
+)
 from tasks.stage import StageOutput
 
 __all__ = ["dask_task_runner", "evaluation_batches_dask", "run_dask_batches"]

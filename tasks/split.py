@@ -52,7 +52,13 @@ Rules (``cfg`` is the profile's ``[split]`` section, :class:`tasks.profile.Split
       v_u = min(n_u - 1, max(min_holdout, ceil(f * n_u)))   if n_u >= 2
       v_u = 0                                               if n_u <= 1
 
-  (every user with a training rating keeps one in train_fit). global: ``cut2 =
+  (every user with a training rating keeps one in train_fit). A simulated cold user (per_user)
+  is validated the way it is tested: it keeps all of its first k ratings in train_fit and its
+  validation rows are its dropped history (the ratings after those k, before the test period) -
+  "predict what a newcomer rates next from their first few ratings". Carving one of its 1-5
+  kept ratings off instead would judge the cold cohort's alpha on a single next rating per
+  user, which says little about the test (measured on ml-latest-small: validation Recall@10
+  0.40 against 0.04 on test for those users). global: ``cut2 =
   quantile(train timestamps, validation_cut_quantile)`` (None = global_cut_quantile, method
   "lower"); validation = train rows with timestamp >= cut2. train_fit = train - validation;
   validation gets ``relevant`` by the rule below.
@@ -510,12 +516,19 @@ def split_ratings(ratings: pd.DataFrame, cfg: SplitSection, seed: int) -> SplitR
         )
     keep, simulated = _simulated_cold_keep(train, test, cfg, seed)
     if keep is None:
+        dropped_full = train.iloc[:0].reset_index(drop=True)
         dropped_history = train[list(DROPPED_HISTORY_COLUMNS)].iloc[:0].reset_index(drop=True)
     else:
-        dropped_history = train.loc[~keep, list(DROPPED_HISTORY_COLUMNS)].reset_index(drop=True)
+        dropped_full = train.loc[~keep].reset_index(drop=True)
+        dropped_history = dropped_full[list(DROPPED_HISTORY_COLUMNS)]
         train = train[keep].reset_index(drop=True)
     del keep
     train_fit, validation = validation_holdout(train, cfg)
+    if cfg.method == "per_user" and len(dropped_full):
+        # simulated cold users: all kept ratings train, the dropped history validates (docstring)
+        sim_rows = np.isin(validation[Col.USER].to_numpy(), simulated)
+        train_fit = pd.concat([train_fit, validation[sim_rows]], ignore_index=True)
+        validation = pd.concat([validation[~sim_rows], dropped_full], ignore_index=True)
     test = mark_relevant(test, cfg.relevance_threshold)
     validation = mark_relevant(validation, cfg.relevance_threshold)
     cohorts = assign_cohorts(train, test, simulated, cfg, train_fit=train_fit)

@@ -1,123 +1,140 @@
-"""Hybrid assembly: normalisation, blending, cold-start rules, policy alphas, the two artifacts."""
+"""Tests for tasks/hybrid.py: the assembly manifest (paths, shapes, dtypes, config, counts, the
+rules' names) and the scoring schema, whose every number comes from its arguments. The formulas
+themselves are tested in tests/tasks/ranking/."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
-import pytest
+import scipy.sparse as sp
 
 from tasks.hybrid import (
     ASSEMBLY_MANIFEST,
-    CONSTANT_ROW_VALUE,
+    SCHEMA_FORMAT,
     SCORING_SCHEMA,
-    blend_scores,
-    content_from_cosine,
-    minmax_normalise,
-    policy_alphas,
+    assembly_manifest,
+    scoring_schema_text,
     write_assembly_manifest,
     write_scoring_schema,
 )
-from tasks.profile import CandidatesSection, PolicySection
+
+POLICY = {"cold": 0.11, "light": 0.22, "medium": 0.33, "heavy": 0.44}
+#: Every value distinct, none a small integer (those are section numbers and ladder steps).
+CONFIG = {
+    "w_q": 0.07,
+    "w_r": 0.013,
+    "w_p": 0.04,
+    "lambda_div": 0.35,
+    "c_max": 999,
+    "k_final": 41,
+    "n_cf_seed": 333,
+    "k_neighbors": 17,
+    "m_seed_items": 23,
+    "mmr_pool": 123,
+    "content_rank": 29,
+    "mmr_rank": 57,
+    "embedding_dim": 384,
+    "collab_model": "ease",
+}
+COUNTS = {"users_served": 1234, "mean_pool": 456.7}
+EXTRA = {"relaxation_step_none": 19}
+#: Numbers of the text itself: section numbers 1-6, the ladder's steps 0-2, [0, 1], "1 - W".
+STRUCTURE = {str(n) for n in range(7)}
+
+NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
 
 
-def test_minmax_scales_each_row_over_its_valid_entries_only():
-    scores = np.array([[2.0, 4.0, 3.0, 100.0], [-1.0, 1.0, 0.0, -50.0]], np.float32)
-    mask = np.array([[True, True, True, False], [True, True, True, False]])
-    out = minmax_normalise(scores, mask)
-    np.testing.assert_allclose(out, [[0.0, 1.0, 0.5, 0.0], [0.0, 1.0, 0.5, 0.0]])
-    assert out.dtype == np.float32
-
-
-def test_minmax_constant_row_is_neutral_and_empty_row_is_zero():
-    scores = np.array([[7.0, 7.0, 7.0], [1.0, 2.0, 3.0]], np.float32)
-    mask = np.array([[True, True, False], [False, False, False]])
-    out = minmax_normalise(scores, mask)
-    np.testing.assert_allclose(
-        out, [[CONSTANT_ROW_VALUE, CONSTANT_ROW_VALUE, 0.0], [0.0, 0.0, 0.0]]
-    )
-
-
-def test_minmax_ignores_non_finite_scores():
-    scores = np.array([[np.nan, 1.0, 3.0, np.inf]], np.float32)
-    out = minmax_normalise(scores, np.ones((1, 4), bool))
-    np.testing.assert_allclose(out, [[0.0, 0.0, 1.0, 0.0]])
-    assert np.isfinite(out).all()
-
-
-def test_content_score_maps_cosine_to_unit_interval():
-    np.testing.assert_allclose(
-        content_from_cosine(np.array([-1.0, 0.0, 0.5, 1.0, 1.0001])), [0, 0.5, 0.75, 1, 1]
-    )
-
-
-def test_blend_mixes_with_alpha_and_falls_back_to_content_without_factors():
-    content = np.array([[0.8, 0.2], [0.8, 0.2]], np.float32)
-    collab = np.array([[0.0, 1.0], [0.0, 1.0]], np.float32)
-    alpha = np.array([0.25, 0.25], np.float32)
-    user_has = np.array([True, False])  # second user: cold, no factors
-    item_has = np.array([[True, False], [True, True]])  # item 1 of user 0 has no factors
-    out = blend_scores(content, collab, alpha, user_has, item_has)
-    np.testing.assert_allclose(out, [[0.25 * 0.8, 0.25 * 0.2], [0.8, 0.2]], rtol=1e-6)
-
-
-def test_policy_alphas_follow_each_users_cohort():
-    policy = PolicySection().as_dict()
-    out = policy_alphas(np.array(["heavy", "cold", "light", "medium"], dtype=object), policy)
-    np.testing.assert_allclose(
-        out, [policy["heavy"], policy["cold"], policy["light"], policy["medium"]]
-    )
-
-
-def test_policy_alphas_reject_a_cohort_the_policy_lacks():
-    with pytest.raises(ValueError, match="superfan"):
-        policy_alphas(["cold", "superfan"], {"cold": 0.1})
-
-
-def test_scoring_schema_numbers_come_from_the_configuration(tmp_path):
-    cfg = CandidatesSection(w_q=0.07, w_r=0.01, w_p=0.04, lambda_div=0.35, c_max=999, k_final=40)
-    policy = {"cold": 0.11, "light": 0.22, "medium": 0.33, "heavy": 0.44}
-    ref = write_scoring_schema(
-        tmp_path,
-        policy=policy,
-        candidates={**cfg.model_dump(), "mmr_pool": 120},
-        counts={"users_served": 1234},
-    )
-    assert ref.relpath == SCORING_SCHEMA
-    text = (tmp_path / SCORING_SCHEMA).read_text()
+def test_every_number_of_the_scoring_schema_comes_from_its_arguments():
+    text = scoring_schema_text(policy=POLICY, candidates=CONFIG, counts=COUNTS, extra=EXTRA)
+    numbers = set(NUMBER.findall(text))
+    given = {f"{v:g}" for v in [*POLICY.values(), *COUNTS.values(), *EXTRA.values()]}
+    given |= {f"{v:g}" for k, v in CONFIG.items() if k not in ("collab_model", "embedding_dim")}
+    given.add(f"{CONFIG['w_q'] + CONFIG['w_r'] + CONFIG['w_p']:g}")  # W = 0.123
+    assert given <= numbers  # each argument is shown ...
+    assert numbers <= given | STRUCTURE  # ... and nothing else is
+    assert str(SCHEMA_FORMAT) in STRUCTURE and f"rules format {SCHEMA_FORMAT}" in text
     for expected in (
         "w_q = 0.07",
-        "w_r = 0.01",
+        "w_r = 0.013",
         "w_p = 0.04",
+        "(W = 0.123)",
         "lambda_div = 0.35",
         "c_max = 999",
-        "k_final = 40",
+        "k_final = 41",
+        "n_cf_seed = 333",
+        "k_neighbors = 17",
+        "m_seed_items = 23",
+        "mmr_pool = 123",
+        "the first 29 principal components",
+        "the first 57 principal components",
         "| cold | 0.11 |",
         "| heavy | 0.44 |",
-        "The best 120 items",
         "| users_served | 1234 |",
+        "| relaxation_step_none | 19 |",
+        "collaborative model (ease)",
     ):
         assert expected in text, expected
-    # the defaults' numbers must not leak in when the configuration differs
-    assert "0.05" not in text and "lambda_div = 0.25" not in text
-    assert "score_ui  = (1 - w_q - w_r - w_p) * blend_ui + boosts_ui" in text
+
+
+def test_the_scoring_schema_states_the_format_2_rules():
+    text = scoring_schema_text(policy=POLICY, candidates=CONFIG)
+    assert "score_ui = (1 - W) * blend_ui + w_q z(quality)_ui" in text
+    assert "blend_ui = alpha_u * z(cos)_ui + (1 - alpha_u) * z(cf)_ui" in text
+    assert "(1 - lambda_div) * rel_i - lambda_div * max_{j in S} cos(e_i, e_j)" in text
+    assert "weight of DIVERSITY" in text
+    assert "lambda_div = 0 is the score order" in text
+
+
+def test_the_scoring_schema_without_optional_settings():
+    config = {k: v for k, v in CONFIG.items() if k not in ("mmr_pool", "content_rank", "mmr_rank")}
+    text = scoring_schema_text(policy=POLICY, candidates={**config, "mmr_rank": 384})
+    assert "mmr_pool = 3 * k_final" in text
+    assert "with `cos` computed in the full embeddings" in text
+    assert "principal components" not in text
+    assert "| figure | value |" in text  # an empty figures table, no invented number
+
+
+def test_write_scoring_schema(tmp_path):
+    ref = write_scoring_schema(tmp_path, policy=POLICY, candidates=CONFIG, counts=COUNTS)
+    assert ref.relpath == SCORING_SCHEMA
+    assert (tmp_path / SCORING_SCHEMA).read_text() == scoring_schema_text(
+        policy=POLICY, candidates=CONFIG, counts=COUNTS
+    )
 
 
 def test_assembly_manifest_records_paths_shapes_dtypes_config_counts(tmp_path):
+    seen = sp.csr_matrix(np.eye(3, 5, dtype=np.float32))
     arrays = {
-        "embeddings": np.zeros((5, 3), np.float32),
-        "user_factors": np.zeros((2, 4), np.float32),
+        "profiles": np.zeros((2, 4), np.float32),
+        "embeddings": np.zeros((5, 4), np.float32),
+        "seen": seen,
     }
+    inputs = {"policy": "tuning/policy.json", "cf_model": "models/cf/policy/"}
     ref = write_assembly_manifest(
-        tmp_path,
-        inputs={"content_embeddings": "models/content_embeddings.npy"},
-        arrays=arrays,
-        config={"w_q": 0.05},
-        counts={"n_users": 2, "n_items": 5},
+        tmp_path, inputs=inputs, arrays=arrays, config={"w_q": 0.05}, counts={"n_items": 5}
     )
     data = json.loads((tmp_path / ASSEMBLY_MANIFEST).read_text())
     assert ref.relpath == ASSEMBLY_MANIFEST
-    assert data["arrays"]["embeddings"] == {"shape": [5, 3], "dtype": "float32"}
-    assert data["inputs"]["content_embeddings"] == "models/content_embeddings.npy"
-    assert data["config"]["w_q"] == 0.05 and data["counts"]["n_items"] == 5
+    assert data == json.loads(
+        json.dumps(
+            assembly_manifest(
+                inputs=inputs, arrays=arrays, config={"w_q": 0.05}, counts={"n_items": 5}
+            )
+        )
+    )
+    assert data["kind"] == "hybrid_assembly" and data["schema_format"] == SCHEMA_FORMAT
+    assert list(data["inputs"]) == ["cf_model", "policy"]  # sorted
+    assert list(data["arrays"]) == ["embeddings", "profiles", "seen"]
+    assert data["arrays"]["embeddings"] == {"shape": [5, 4], "dtype": "float32"}
+    assert data["arrays"]["seen"] == {
+        "shape": [3, 5],
+        "dtype": "float32",
+        "nnz": 3,
+        "format": "csr",
+    }
+    assert data["config"] == {"w_q": 0.05} and data["counts"] == {"n_items": 5}
+    assert set(data["rules"]) == {"normalisation", "content", "collab", "blend", "score", "mmr"}
+    assert "lambda_div = diversity weight" in data["rules"]["mmr"]
     assert data["scoring_schema"] == SCORING_SCHEMA

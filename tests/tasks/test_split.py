@@ -317,10 +317,16 @@ def test_validation_and_train_fit_partition_train(method):
     cfg = SplitSection(method=method, simulated_cold_share=0.2, validation_fraction=0.25)
     result = split_ratings(ratings, cfg, seed=5)
     train, train_fit, validation = result.train, result.train_fit, result.validation
-    assert len(train_fit) + len(validation) == len(train)
+    simulated = set(result.cohorts.loc[result.cohorts[Col.SIMULATED_COLD], Col.USER])
+    sim_val = validation[Col.USER].isin(simulated).to_numpy() if method == "per_user" else np.zeros(len(validation), bool)
+    # everyone else: train_fit + validation = train exactly; simulated cold users (per_user):
+    # all their kept ratings stay in train_fit and their validation is their dropped history
+    assert len(train_fit) + int((~sim_val).sum()) == len(train)
     pd.testing.assert_frame_equal(
-        sorted_rows(pd.concat([train_fit, validation[list(RATING_COLUMNS)]])), sorted_rows(train)
+        sorted_rows(pd.concat([train_fit, validation.loc[~sim_val, list(RATING_COLUMNS)]])), sorted_rows(train)
     )
+    if method == "per_user":
+        assert pairs(validation[sim_val]) == pairs(result.dropped_history) and sim_val.any()
     assert not pairs(train_fit) & pairs(validation)
     assert list(train_fit.dtypes.astype(str)) == list(RATING_COLUMNS.values())
     assert list(validation.columns) == list(result.test.columns)
@@ -337,13 +343,16 @@ def test_validation_and_train_fit_partition_train(method):
         c: int((by_fit == c).sum()) for c in COHORTS
     }
     if method == "per_user":
-        assert pairs(validation) == reference_validation_pairs(train, cfg)
+        others = train[~train[Col.USER].isin(simulated)]
+        assert pairs(validation[~sim_val]) == reference_validation_pairs(others, cfg)
         assert facts["validation_fraction"] == 0.25 and facts["validation_cut_timestamp"] is None
         # every user with 2+ training ratings keeps at least one in train_fit and gives one
         n_train = result.cohorts.set_index(Col.USER)[Col.N_TRAIN]
         n_fit = result.cohorts.set_index(Col.USER)[Col.N_TRAIN_FIT]
         assert (n_fit[n_train >= 1] >= 1).all()
-        assert set(validation[Col.USER]) == set(n_train[n_train >= 2].index)
+        plain = n_train[(n_train >= 2) & ~n_train.index.isin(simulated)]
+        assert set(validation.loc[~sim_val, Col.USER]) == set(plain.index)
+        assert (n_fit.loc[list(simulated)] == n_train.loc[list(simulated)]).all()
     else:
         cut2 = int(np.quantile(train[Col.TIMESTAMP], 0.8, method="lower"))
         assert facts["validation_cut_timestamp"] == cut2 and facts["validation_fraction"] is None
@@ -554,8 +563,9 @@ def test_split_core_writes_validated_tables(ml_small_ratings, tmp_path):
     test, cohorts = tables["test"], tables["cohorts"]
     assert len(cohorts) == 610 and test[Col.RELEVANT].dtype == bool
     assert out["facts"]["n_test_users"] == 610
-    # simulated cold users keeping a single training rating give no validation row
-    assert out["facts"]["n_validation_users"] == int((cohorts[Col.N_TRAIN] >= 2).sum()) > 540
+    # every user validates: simulated cold users on their dropped history, the others on their
+    # last training ratings (every MovieLens user has 2+ training ratings)
+    assert out["facts"]["n_validation_users"] == 610
     assert len(tables["dropped_history"]) == out["facts"]["n_dropped_history"] > 0
     # the files as written (read back) pass their suites, with the references the inventory uses
     references = {

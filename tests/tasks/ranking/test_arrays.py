@@ -179,11 +179,17 @@ def test_from_parts_builds_profiles_seeds_cohorts_and_the_exclusions(tiny, make_
             Col.TIMESTAMP: [1, 2, 3, 4, 5],
         }
     )
-    cohorts = pd.DataFrame({Col.USER: [1, 2], Col.COHORT: ["light", "heavy"],
-                            Col.COHORT_FIT: ["cold", "medium"]})  # fmt: skip
+    cohorts = pd.DataFrame(
+        {Col.USER: [1, 2], Col.COHORT: ["light", "heavy"], Col.COHORT_FIT: ["cold", "medium"]}
+    )
     dropped = pd.DataFrame({Col.USER: [2, 2], Col.ITEM: [70, 80]})
-    movies = pd.DataFrame({Col.ITEM: tiny.item_ids, Col.TITLE: [f"T{i}" for i in range(12)],
-                           Col.YEAR: pd.array([1990 + i for i in range(12)], dtype="Int32")})  # fmt: skip
+    movies = pd.DataFrame(
+        {
+            Col.ITEM: tiny.item_ids,
+            Col.TITLE: [f"T{i}" for i in range(12)],
+            Col.YEAR: pd.array([1990 + i for i in range(12)], dtype="Int32"),
+        }
+    )
     arrays = RecommenderArrays.from_parts(
         content_of(tiny), cf, train, cohorts=cohorts, cohort_column=Col.COHORT_FIT,
         movies=movies, dropped_history=dropped, m_seed_items=3,

@@ -49,7 +49,9 @@ def excluded_pairs(arrays) -> set[tuple[int, int]]:
 
 @pytest.mark.parametrize("n_cf_seed", [5, 40, 60])  # below k_final (50), and above it
 @pytest.mark.parametrize("lambda_div", [0.0, 0.3])
-def test_the_first_k_items_of_a_k_final_list_are_the_k_list(rand, rand_policy, n_cf_seed, lambda_div):
+def test_the_first_k_items_of_a_k_final_list_are_the_k_list(
+    rand, rand_policy, n_cf_seed, lambda_div
+):
     policy = rand_policy(n_cf_seed=n_cf_seed, lambda_div=lambda_div, k_final=50, mmr_pool=60)
     users = np.arange(rand.n_users)
     full = rank_batch(rand, users, policy, k=50)

@@ -44,10 +44,16 @@ def test_seen_items_are_never_returned(tiny, make_policy):
         assert items_of(out, user) and not any((user, i) in seen for i in items_of(out, user))
 
 
-def test_dropped_history_is_never_served_but_stays_out_of_the_training_rows(tiny, make_tiny, make_policy):
+def test_dropped_history_is_never_served_but_stays_out_of_the_training_rows(
+    tiny, make_tiny, make_policy
+):
     policy = make_policy()
     before = rank_batch(tiny, USERS, policy)
-    dropped = {(0, items_of(before, 0)[0]), (0, items_of(before, 0)[1]), (3, items_of(before, 3)[0])}
+    dropped = {
+        (0, items_of(before, 0)[0]),
+        (0, items_of(before, 0)[1]),
+        (3, items_of(before, 3)[0]),
+    }
     extra = sp.csr_matrix(
         (np.ones(3, np.float32), tuple(np.array(sorted(dropped)).T)), shape=tiny.seen.shape
     )
@@ -63,7 +69,9 @@ def test_dropped_history_is_never_served_but_stays_out_of_the_training_rows(tiny
     for u in (1, 2, 4):  # users without a dropped history keep their lists
         assert items_of(out, u) == items_of(before, u)
     # the relaxation ladder counts the dropped items as unavailable too
-    keep, _ = apply_filters(arrays, np.array([0]), np.array([sorted(i for u, i in dropped if u == 0)]))
+    keep, _ = apply_filters(
+        arrays, np.array([0]), np.array([sorted(i for u, i in dropped if u == 0)])
+    )
     assert not keep.any()
 
 
@@ -116,9 +124,13 @@ def test_relaxation_steps_known_answer():
     )
     assert counts.tolist() == [[1, 3, 5], [0, 1, 3], [0, 0, 0]]
     assert steps.tolist() == [0, 1, 2]
-    steps, _ = relaxation_steps(allowed, rows, items, 3, 1, genres_active=False, providers_active=True)
+    steps, _ = relaxation_steps(
+        allowed, rows, items, 3, 1, genres_active=False, providers_active=True
+    )
     assert steps.tolist() == [0, 1, 1]  # no genre filter: providers dropped is the last step
-    steps, _ = relaxation_steps(allowed, rows, items, 3, 1, genres_active=False, providers_active=False)
+    steps, _ = relaxation_steps(
+        allowed, rows, items, 3, 1, genres_active=False, providers_active=False
+    )
     assert steps.tolist() == [0, 0, 0]  # nothing to relax
     assert STEP_NAMES == {0: "none", 1: "providers_dropped", 2: "genres_widened"}
 

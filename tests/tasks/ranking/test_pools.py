@@ -114,9 +114,7 @@ def wide_arrays(make_cf, n_items: int = 100) -> RecommenderArrays:
     )
 
 
-def test_user_without_cf_evidence_beyond_the_popular_window_gets_a_full_list(
-    make_cf, make_policy
-):
+def test_user_without_cf_evidence_beyond_the_popular_window_gets_a_full_list(make_cf, make_policy):
     arrays = wide_arrays(make_cf)
     policy = make_policy()
     assert policy.n_cf_seed + 64 < 70  # every item of the cold-seed window is seen

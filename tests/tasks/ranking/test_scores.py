@@ -57,7 +57,9 @@ def test_apply_zscore_uses_the_given_statistics():
     mean = np.array([2.0, 1.0, 0.0], np.float32)
     sd = np.array([0.5, 0.0, np.nan], np.float32)
     mask = np.array([[True, True, False], [True, True, True], [True, True, True]])
-    np.testing.assert_allclose(apply_zscore(v, mean, sd, mask), [[2.0, -2.0, 0.0], [0] * 3, [0] * 3])
+    np.testing.assert_allclose(
+        apply_zscore(v, mean, sd, mask), [[2.0, -2.0, 0.0], [0] * 3, [0] * 3]
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,7 +174,9 @@ def test_a_user_without_profile_has_zero_content_z(make_cf):
     out = rank_batch(arrays, np.array([0]), four_policy(0.5))
     np.testing.assert_array_equal(by_item(out, "content"), 0.0)
     boosts = 0.1 * np.array(Z_QUALITY) + 0.05 * np.array(Z_RECENCY) + 0.05 * np.array(Z_PROVIDER)
-    np.testing.assert_allclose(by_item(out, "score"), 0.8 * 0.5 * np.array(Z_CF) + boosts, atol=1e-4)
+    np.testing.assert_allclose(
+        by_item(out, "score"), 0.8 * 0.5 * np.array(Z_CF) + boosts, atol=1e-4
+    )
 
 
 # --------------------------------------------------------------------------------------------
