@@ -645,9 +645,20 @@ def validation_metrics_check_frame(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def trials_check_frame(table: pd.DataFrame) -> pd.DataFrame:
-    """``tuning/trials.csv`` plus ``key_unique`` (each (study, trial) occurs once)."""
+    """``tuning/trials.csv`` plus ``key_unique`` (each (study, trial) occurs once) and
+    ``value_matches_state`` (a value exactly on the completed trials).
+
+    >>> t = pd.DataFrame({"study": ["a", "a", "a"], "trial": [0, 1, 1],
+    ...                   "state": ["complete", "waiting", "complete"], "value": [0.1, None, None]})
+    >>> trials_check_frame(t)[["key_unique", "value_matches_state"]].to_dict("list")
+    {'key_unique': [True, False, False], 'value_matches_state': [True, True, False]}
+    """
     key = table["study"].astype(str) + "|" + table["trial"].astype(str)
-    return table.assign(key_unique=~key.duplicated(keep=False).to_numpy())
+    complete = (table["state"].astype(str) == "complete").to_numpy()
+    has_value = pd.to_numeric(table["value"], errors="coerce").notna().to_numpy()
+    return table.assign(
+        key_unique=~key.duplicated(keep=False).to_numpy(), value_matches_state=complete == has_value
+    )
 
 
 #: Per-user metric columns of eval/per_user.parquet: ``<model>_<metric>@<k>``.

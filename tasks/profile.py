@@ -190,18 +190,25 @@ class PolicySection(_Section):
 
 
 class CandidatesSection(_Section):
-    """Candidate generation, filters and re-ranking."""
+    """Candidate generation, filters and re-ranking: the SEED policy's knobs (the search starts
+    from them and may change n_cf_seed, the boost weights and lambda_div; the run's chosen values
+    are in ``tuning/policy.json``). Formulas: ``hybrid/scoring_schema.md`` of a run, and
+    :mod:`tasks.ranking`.
 
-    n_cf_seed: int = Field(800, ge=1)
-    m_seed_items: int = Field(20, ge=1)
-    k_neighbors: int = Field(50, ge=1)
-    c_max: int = Field(1200, ge=1)
-    w_q: float = Field(0.05, ge=0.0)
-    w_r: float = Field(0.03, ge=0.0)
-    w_p: float = Field(0.02, ge=0.0)
-    lambda_div: float = Field(0.25, ge=0.0, le=1.0)
-    k_final: int = Field(50, ge=1)
-    sample_users: int = Field(20, ge=0)
+    ``lambda_div`` is the weight of DIVERSITY in MMR:
+    ``next = argmax (1 - lambda_div) * rel_i - lambda_div * max_sim``; 0 = score order.
+    """
+
+    n_cf_seed: int = Field(800, ge=1, description="CF seeds per candidate pool")
+    m_seed_items: int = Field(20, ge=1, description="recent liked items whose neighbours join the pool")
+    k_neighbors: int = Field(50, ge=1, description="neighbours per seed item")
+    c_max: int = Field(1200, ge=1, description="largest pool")
+    w_q: float = Field(0.05, ge=0.0, description="weight of the quality boost (z-scored)")
+    w_r: float = Field(0.03, ge=0.0, description="weight of the recency boost (z-scored)")
+    w_p: float = Field(0.02, ge=0.0, description="weight of the provider-match boost (z-scored)")
+    lambda_div: float = Field(0.25, ge=0.0, le=1.0, description="MMR weight of diversity (0 = score order)")
+    k_final: int = Field(50, ge=1, description="length of every served and evaluated list")
+    sample_users: int = Field(20, ge=0, description="users whose lists the candidates stage writes")
     batch_size: int = Field(2000, ge=1)
 
 
@@ -228,7 +235,8 @@ class TuningSection(_Section):
     )
     alpha_grid: tuple[float, ...] = Field(
         (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
-        description="content weights tried per cohort inside every policy trial",
+        description="content weights tried per cohort inside every policy trial; keep 0.0 on it: "
+        "then the search cannot end below the best tuned CF baseline on validation",
     )
 
     @field_validator("alpha_grid")
@@ -236,8 +244,6 @@ class TuningSection(_Section):
     def _alpha_range(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if not value or any(not 0.0 <= a <= 1.0 for a in value):
             raise ValueError(f"every alpha must be within [0, 1], got {list(value)}")
-        if 0.0 not in value:
-            raise ValueError("the alpha grid must hold 0.0 (the pure-CF policy)")
         return tuple(dict.fromkeys(float(a) for a in value))
 
     @field_validator("models")

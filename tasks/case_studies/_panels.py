@@ -126,6 +126,7 @@ def case_panels(
     cfg: CaseStudiesSection,
     *,
     alpha: float | None = None,
+    lambda_div: float | None = None,
 ) -> tuple[TriptychPanels, dict[str, list[int]]]:
     """The triptych of one case and the movie ids behind each panel's lines.
 
@@ -136,7 +137,8 @@ def case_panels(
     then the top-rated others up to ``triptych_history_n`` lines. Held out: hits first, then
     relevant, then the rest (rating desc), at most ``triptych_held_out_n`` lines; a filled star
     marks a relevant held-out rating, a hollow one a rating below the relevance threshold.
-    ``alpha`` (the content weight used) is named in the footer note.
+    ``alpha`` (the content weight used) and ``lambda_div`` (the MMR diversity weight) are named in
+    the footer note.
     """
     k = int(cfg.k)
     hist = history.assign(item=catalogue.index_of(history[Col.ITEM].to_numpy(), "the history"))
@@ -210,8 +212,10 @@ def case_panels(
         held_out_hits=held_hits,
         note=(
             "\u2605 rating (held out: relevant), \u2606 held out below the relevance threshold. "
-            "Middle: list order after MMR diversification; score = weighted collab + content + "
-            "boosts, z-scores over the user's candidate pool (0 = pool average)"
+            "Middle: list order after MMR diversification"
+            + (f" (lambda_div {lambda_div:.2f}; 0 = score order)" if lambda_div is not None else "")
+            + "; score = weighted collab + content + boosts, z-scores over the user's candidate "
+            "pool (0 = pool average)"
             + (f"; content weight alpha {alpha:.2f}." if alpha is not None else ".")
         ),
     )

@@ -228,6 +228,7 @@ def case_studies_core(
             catalogue,
             cfg,
             alpha=alpha_of.get(uid),
+            lambda_div=policy.lambda_div,
         )
         doc = _panels_document(panels, movie_ids, row)
         png_rel, json_rel = f"case_studies/user_{uid}.png", f"case_studies/user_{uid}.json"

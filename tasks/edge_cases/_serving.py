@@ -12,7 +12,8 @@ run's policy.
 Every served list must hold distinct, unseen items with metadata, and finite scores on the
 engine's z scale: a score is a weighted mean (weights >= 0, summing to 1) of per-user z-scores
 over the pool, and a z-score over n values is at most sqrt(n - 1) in size, so ``|score| <=
-sqrt(pool size)`` (:func:`score_facts`).
+sqrt(pool size)`` (:func:`score_facts`). The engine re-scores the content of its MMR pool exactly
+with the first pass's pool statistics, so the bound is a check on the engine, not an identity.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ def edge_cases_core(
                 f"edge_cases.only names unknown scenarios {unknown}; known ids: {sorted(known)}."
             )
         chosen = [s for s in chosen if s.id in set(cfg.only)]
-    policy, _ = read_policy(run_dir)
+    policy, policy_doc = read_policy(run_dir)
     work = tempfile.mkdtemp(prefix="movierec-edge-cases-")
     try:
         ctx = EdgeContext(
@@ -118,7 +118,7 @@ def edge_cases_core(
         shutil.rmtree(work, ignore_errors=True)
     report_progress(0.92, "evidence, table and report")
     out = write_outputs(results, run_dir, cfg, full_run=full_run)
-    out["facts"]["policy_id"] = policy.policy_id()
+    out["facts"]["policy_id"] = policy_doc.get("policy_id")
     report_progress(
         1.0, f"{out['facts']['n_passed']} of {out['facts']['n_scenarios']} scenarios passed"
     )

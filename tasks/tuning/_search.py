@@ -7,10 +7,11 @@ Order (each study with the same per-model budget: ``tuning.n_trials`` trials and
    :class:`optuna.samplers.GridSampler`, when it has at most n_trials points, else TPE), ``als``
    (TPE); EASE is skipped when the catalogue has more items than ``collab.ease_max_items``;
 2. the policy (TPE over the CF model and its parameters, ``lambda_div``, pool size and boosts;
-   the alphas per cohort by the grid inside each trial). Its first trials are enqueued: the
-   profile's seed configuration, then each tuned CF baseline as a pure-CF policy (alpha 0 is on
-   the grid, ``lambda_div = 0``, no boosts - its lists are exactly that baseline's). So the search
-   never ends below the best tuned CF baseline on validation.
+   the alphas per cohort by the grid inside each trial). Its first trials are enqueued: each
+   tuned CF baseline as a pure-CF policy (alpha 0 is on the grid, ``lambda_div = 0``, no boosts -
+   its lists are exactly that baseline's), best first, then the profile's seed configuration.
+   They always run (a study has at least as many trials as warm starts), so the search never
+   ends below the best tuned CF baseline on validation.
 
 Samplers are seeded (``tuning.seed`` + study number): the proposals depend only on the inputs,
 the seed and the trial count. A trial's result is stored under its parameters in a
@@ -145,7 +146,9 @@ def _study(
                 group=True,
                 n_startup_trials=max(1, min(10, cfg.n_trials // 3)),
             )
-        n_trials = cfg.n_trials
+        # enqueued warm starts always run (they re-score configurations already found): at least
+        # as many trials as there are of them
+        n_trials = max(cfg.n_trials, len(enqueue))
     study = optuna.create_study(
         study_name=name, storage=storage, sampler=sampler, direction="maximize"
     )
@@ -192,7 +195,7 @@ def _study(
         n_cached=counts["cached"],
         cut_short=len(done) < n_trials,
         seconds=time.perf_counter() - started,
-        trials=[_trial_row(name, t) for t in study.trials],
+        trials=[_trial_row(name, t) for t in study.trials if t.state != optuna.trial.TrialState.WAITING],
     )
     return outcome, study
 
@@ -298,13 +301,12 @@ def run_search(
     models = [m for m in cfg.models if m != "ease" or ease_allowed]
     enqueue: list[dict[str, Any]] = []
     knobs = ranking_params(seed_policy)
+    pure = {"lambda_div": 0.0, "w_q": 0.0, "w_r": 0.0, "w_p": 0.0, "n_cf_seed": knobs["n_cf_seed"]}
+    tuned = [studies[m] for m in models if m in studies and studies[m].best_params]
+    for base in sorted(tuned, key=lambda s: -s.best_value):  # best tuned CF baseline first
+        enqueue.append({"model": base.name, **base.best_params, **pure})
     if seed_cf.model in models and seed_cf_fits_space(seed_cf, relevance_threshold):
         enqueue.append({"model": seed_cf.model, **cf_params(seed_cf), **knobs})
-    pure = {"lambda_div": 0.0, "w_q": 0.0, "w_r": 0.0, "w_p": 0.0, "n_cf_seed": knobs["n_cf_seed"]}
-    for model in models:
-        base = studies.get(model)
-        if base is not None and base.best_params:
-            enqueue.append({"model": model, **base.best_params, **pure})
     say("searching the policy")
     cfg_policy = cfg
     studies["policy"], policy_study = _study(

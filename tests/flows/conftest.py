@@ -35,10 +35,11 @@ SMALL = {
     "synthetic.n_ratings": "30000",
     "case_studies.n_cases": "2",
     "edge_cases.only": '["single_rating_user"]',
+    "tuning.n_trials": "2",
 }
 #: A deliberately worse model: content only (alpha = 1 for every cohort, and nothing else to tune).
 WORSE = {
-    "eval.alpha_grid": "[1.0]",
+    "tuning.alpha_grid": "[1.0]",
     **{f"policy.alpha_{c}": "1.0" for c in ("cold", "light", "medium", "heavy")},
 }
 

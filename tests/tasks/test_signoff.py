@@ -408,16 +408,17 @@ def test_qa_checklist_checks_every_split_output_and_the_validation_only_choice(t
     assert item(facts, on_test, prefix="Every choice was made")["status"] is False
 
 
-def test_handoff_on_a_real_run_follows_its_tables(ml_pipeline_run, tmp_path):
-    """The real ml-latest-small run: numbers from its own metrics table; a high min_lift changes
-    the decision; a corrupted figure then blocks APPROVE; regression.json adds a report section."""
+def test_handoff_on_a_real_run_follows_its_tables(ml_ranking_run, tmp_path):
+    """The real ml-latest-small run (the stage cores up to evaluation, tests/tasks/conftest.py):
+    numbers from its own metrics table; a high min_lift changes the decision; a corrupted figure
+    then blocks APPROVE; regression.json adds a report section."""
     from tasks.handoff import handoff_core
     from tasks.inventory import append_to_manifest, inventory_core
 
-    src = Path(ml_pipeline_run["run_dir"])
+    src = Path(ml_ranking_run["run_dir"])
     run_dir = tmp_path / src.name
     shutil.copytree(src, run_dir, symlinks=True)
-    facts = json.loads((run_dir / "logs/run_status.json").read_text())["facts"]
+    facts = {k: dict(v) for k, v in ml_ranking_run["facts"].items()}
     facts["edge_cases"] = {"pass_rate": 0.9, "min_pass_rate": 0.8, "gate_passed": True}
     for stale in ("inventory", "signoff"):  # in case the fixture run already holds these stages
         shutil.rmtree(run_dir / stale, ignore_errors=True)

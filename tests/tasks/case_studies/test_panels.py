@@ -72,6 +72,7 @@ def test_case_panels_show_the_users_titles_and_mark_hits(world, tmp_path):
         world.catalogue,
         world.cfg,
         alpha=0.3,
+        lambda_div=0.2,
     )
     assert any("Film 20 (2015)" in line for line in panels.history)
     assert ids["recommendations"] == world.mid(items)
@@ -83,6 +84,7 @@ def test_case_panels_show_the_users_titles_and_mark_hits(world, tmp_path):
     assert panels.held_out_hits[0] and "Film 45" in panels.held_out[0]  # hits first
     assert any(line.startswith("☆ 2.0") for line in panels.held_out)  # the held-out dislike
     assert "cold" in panels.title and "best hits" in panels.title
-    assert "z-scores over the user's candidate pool" in panels.note and "0.30" in panels.note
+    assert "z-scores over the user's candidate pool" in panels.note
+    assert "alpha 0.30" in panels.note and "lambda_div 0.20" in panels.note
     with Image.open(draw_triptych(panels, tmp_path / "u.png")) as img:
         assert img.size == triptych_pixel_size()

@@ -87,3 +87,9 @@ def real_context(ml_ranking_run, tmp_path_factory) -> EdgeContext:
     _ = ctx.arrays, ctx.basis
     yield ctx
     shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture
+def run_view(ml_ranking_run, tmp_path) -> Path:
+    """A writable view of the shared real run (its inputs linked, never modified)."""
+    return link_run(Path(ml_ranking_run["run_dir"]), tmp_path / "run")

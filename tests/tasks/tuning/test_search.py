@@ -103,6 +103,17 @@ def test_the_search_ends_at_least_as_good_as_the_best_tuned_baseline(planted, tm
     assert studies["policy"].best_attrs["alphas"]["light"] < 1.0  # content is noise here
     assert all(s.n_trials >= 1 for s in studies.values())
     assert not outcome.cut_short
+    # the warm starts (each tuned CF baseline as a pure-CF policy, then the seed) all ran
+    warm = [t for t in studies["policy"].trials if t["enqueued"]]
+    assert len(warm) >= 3 and all(t["state"] == "complete" for t in studies["policy"].trials)
+
+
+def test_one_trial_per_study_still_runs_every_warm_start(planted, tmp_path):
+    outcome = _search(planted, tmp_path / "store", n_trials=1)
+    policy = outcome.studies["policy"]
+    assert sum(t["enqueued"] for t in policy.trials) == policy.n_trials >= 3
+    best_cf = max(outcome.studies[m].best_value for m in ("ease", "item_knn", "als"))
+    assert policy.best_value >= best_cf - 1e-12
 
 
 def test_a_rerun_reads_every_trial_back_and_chooses_the_same(planted, tmp_path):
