@@ -11,7 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.evaluation import EVAL_FILES, MODELS, evaluation_core, stacked_metrics_table, stacked_paired_table
+from tasks.evaluation import (
+    EVAL_FILES,
+    MODELS,
+    evaluation_core,
+    stacked_metrics_table,
+    stacked_paired_table,
+)
 from tasks.io import ArtifactRef
 from tasks.metrics import metrics_long_table, paired_tests_table
 

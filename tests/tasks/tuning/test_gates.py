@@ -10,7 +10,6 @@ import pytest
 from tasks.tuning import BASELINE_MODELS, acceptance_gates
 
 
-
 def _metrics(values: dict[tuple[str, str], float], ci: float = 0.01) -> pd.DataFrame:
     rows = [
         {
