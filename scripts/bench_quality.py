@@ -38,26 +38,47 @@ def report(run: Path) -> str:
     """The benchmark's printout for a finished run directory."""
     val = pd.read_csv(run / "tuning/validation_metrics.csv").set_index("model")
     metrics = pd.read_parquet(run / "eval/metrics.parquet")
-    test = metrics.loc[(metrics.cohort == "all") & (metrics.k == 10) & metrics.metric.isin(["recall", "map", "ndcg"])]
+    test = metrics.loc[
+        (metrics.cohort == "all")
+        & (metrics.k == 10)
+        & metrics.metric.isin(["recall", "map", "ndcg"])
+    ]
     policy = json.loads((run / "tuning/policy.json").read_text())
     stages = json.loads((run / "logs/stages.json").read_text())["stages"]
     seconds = {s["stage"]: s["wall_seconds"] for s in stages}
-    lines = [f"run: {run}", "", "| model | val Recall@10 | val MAP@10 | val NDCG@10 | test Recall@10 [95% CI] | test MAP@10 | test NDCG@10 |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"run: {run}",
+        "",
+        "| model | val Recall@10 | val MAP@10 | val NDCG@10 | test Recall@10 [95% CI] | test MAP@10 | test NDCG@10 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     order = sorted((m for m in MODELS if m in set(test.model)),
                    key=lambda m: (m != "tuned_policy", -float(test.loc[(test.model == m) & (test.metric == "recall"), "value"].iloc[0])))  # fmt: skip
     for m in order:
         t = test.loc[test.model == m].set_index("metric")
         v = val.loc[m] if m in val.index else None
-        vals = " | ".join(f"{v[f'{x}@10']:.4f}" if v is not None else "-" for x in ("recall", "map", "ndcg"))
+        vals = " | ".join(
+            f"{v[f'{x}@10']:.4f}" if v is not None else "-" for x in ("recall", "map", "ndcg")
+        )
         r = t.loc["recall"]
-        lines.append(f"| {m} | {vals} | {r.value:.4f} [{r.ci_low:.4f}, {r.ci_high:.4f}] | {t.loc['map'].value:.4f} | {t.loc['ndcg'].value:.4f} |")
+        lines.append(
+            f"| {m} | {vals} | {r.value:.4f} [{r.ci_low:.4f}, {r.ci_high:.4f}] | {t.loc['map'].value:.4f} | {t.loc['ndcg'].value:.4f} |"
+        )
     paired = pd.read_parquet(run / "eval/paired_tests.parquet")
     gates = json.loads((run / "eval/gates.json").read_text())
     best = gates.get("best_baseline")
-    row = paired.loc[(paired.baseline == best) & (paired.cohort == "all") & (paired.metric == "recall") & (paired.k == 10)]
+    row = paired.loc[
+        (paired.baseline == best)
+        & (paired.cohort == "all")
+        & (paired.metric == "recall")
+        & (paired.k == 10)
+    ]
     if len(row):
         r = row.iloc[0]
-        lines += ["", f"tuned_policy - {best} (best baseline on test), Recall@10: {r.mean_diff:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}] (paired bootstrap 95%)"]
+        lines += [
+            "",
+            f"tuned_policy - {best} (best baseline on test), Recall@10: {r.mean_diff:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}] (paired bootstrap 95%)",
+        ]
     ranking, collab = policy["ranking"], policy["collab"]
     lines += [
         "",
@@ -85,12 +106,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--artifacts", default=str(REPO / "artifacts" / "bench-quality"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--run", default=None, help="print an existing run directory instead of running")
+    parser.add_argument(
+        "--run", default=None, help="print an existing run directory instead of running"
+    )
     args = parser.parse_args(argv)
     if args.run:
         print(report(Path(args.run)))
         return 0
-    cmd = [str(Path(sys.executable).parent / "movierec"), "run", "--profile", args.profile, "--artifacts", args.artifacts]
+    cmd = [
+        str(Path(sys.executable).parent / "movierec"),
+        "run",
+        "--profile",
+        args.profile,
+        "--artifacts",
+        args.artifacts,
+    ]
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
     for item in args.overrides:

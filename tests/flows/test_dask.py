@@ -1,9 +1,9 @@
 """runner = "dask": the evaluation batches run on a Dask cluster and give the default runner's metrics.
 
 One artifacts root for the module: a default (thread) run first, then Dask runs that change only
-``eval.alpha_budget_seconds`` (never reached on ci, but part of the batch checkpoint key and the
-evaluation cache key), so the upstream stages come from cache and every batch is computed again -
-by the Dask workers this time.
+``eval.batch_size`` by one user (part of the batch checkpoint key and the evaluation cache key; a
+user's lists do not depend on the batching), so the upstream stages come from cache and every
+batch is computed again - by the Dask workers this time.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def test_local_dask_cluster_gives_the_thread_runners_metrics(thread_run):
         profile="ci",
         overrides=[
             *SMALL_BATCHES,
-            "eval.alpha_budget_seconds=121",
+            "eval.batch_size=149",
             "run.runner=dask",
             "run.dask_workers=2",
         ],
@@ -89,7 +89,7 @@ def test_an_existing_cluster_given_by_address(thread_run):
             profile="ci",
             overrides=[
                 *SMALL_BATCHES,
-                "eval.alpha_budget_seconds=122",
+                "eval.batch_size=151",
                 "run.runner=dask",
                 f'run.runner_address="{cluster.scheduler_address}"',
             ],

@@ -16,7 +16,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
-STAGES = ("ingest", "split", "features", "collaborative", "candidates", "evaluation", "regression")
+STAGES = ("ingest", "split", "features", "tuning", "collaborative", "candidates", "evaluation", "regression")
 
 
 def _movierec(server, *args: str) -> subprocess.CompletedProcess:
@@ -145,7 +145,7 @@ def test_triggered_runs_complete_and_history_shows_their_task_runs(prefect_serve
         assert run["state"]["type"] == "COMPLETED", run["state"]
         assert run["parameters"]["profile"] == "ci"
         assert run["parameters"]["overrides"]["synthetic.n_users"] == "600"
-    assert worse["parameters"]["overrides"]["eval.alpha_grid"] == "[1.0]"
+    assert worse["parameters"]["overrides"]["tuning.alpha_grid"] == "[1.0]"
 
     listing = _movierec(prefect_server, "history", "--limit", "5")
     assert listing.returncode == 0, listing.stderr
@@ -159,7 +159,7 @@ def test_triggered_runs_complete_and_history_shows_their_task_runs(prefect_serve
     # the nightly run: its pipeline subflow's task runs; same data, so the data and model stages
     # come from cache, the changed policy is re-ranked and re-evaluated
     nightly = _task_table(prefect_server, worse["id"])
-    for stage in ("ingest", "split", "features", "collaborative"):
+    for stage in ("ingest", "split", "features"):
         assert nightly[stage][:2] == ("Cached", "yes"), (stage, nightly[stage])
     for stage in ("candidates", "evaluation", "regression"):
         assert nightly[stage][:2] == ("Completed", "no"), (stage, nightly[stage])

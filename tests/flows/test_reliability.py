@@ -2,10 +2,10 @@
 and no environment values in a run directory.
 
 One artifacts root for the module. ``reference`` is an uninterrupted run with a heavier evaluation
-(batches of 100 users, an 11-point alpha grid: about 20 batches) so a run can be caught in the
-middle of it. Later runs change ``eval.alpha_budget_seconds`` (never reached on ci; part of the
-batch checkpoint key and the evaluation's cache key), which makes the evaluation compute again
-with the same numbers while the upstream stages come from cache. The `movierec` subprocesses
+(batches of 100 users: about 20 batches) so a run can be caught in the middle of it. Later runs
+change ``eval.batch_size`` by one user (part of the batch checkpoint key and the evaluation's
+cache key; a user's lists and metrics do not depend on the batching), which makes the
+evaluation compute again with the same numbers while the upstream stages come from cache. The `movierec` subprocesses
 record to the session's Prefect test server (``prefect_api_env``).
 """
 
@@ -33,11 +33,8 @@ from flows.pipeline import recommender_pipeline
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-HEAVY_EVAL = [
-    "eval.batch_size=100",
-    "eval.alpha_grid=[0.0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0]",
-]
-UPSTREAM = ("ingest", "split", "features", "collaborative", "candidates")
+HEAVY_EVAL = ["eval.batch_size=101"]
+UPSTREAM = ("ingest", "split", "features", "tuning", "collaborative", "candidates")
 #: Canary environment values set while the reference run computed (see the ``reference`` fixture).
 CANARY: dict = {}
 TEMPORARY = re.compile(r"^\..+\.tmp-\d+-[0-9a-f]+$")  # tasks.io.atomic_path's temporary names
@@ -204,7 +201,7 @@ def reference(prefect_harness, tmp_path_factory) -> tuple[Path, Path]:
     try:
         summary = recommender_pipeline(
             profile="ci",
-            overrides=[*HEAVY_EVAL, "eval.alpha_budget_seconds=1000"],
+            overrides=["eval.batch_size=100"],
             artifacts_root=str(root),
         )
     finally:
@@ -224,7 +221,7 @@ def test_sigkill_in_the_middle_of_evaluation_then_resume(reference, prefect_api_
     latest_before, runs_before, parts_before = _latest(root), _run_dirs(root), _part_files(root)
     assert latest_before == reference_run.name
 
-    run = Movierec(root, HEAVY_EVAL, prefect_api_env)  # default alpha budget: a new checkpoint key
+    run = Movierec(root, HEAVY_EVAL, prefect_api_env)  # another batch size: a new checkpoint key
     deadline = time.monotonic() + 120
     while len(_part_files(root) - parts_before) < 3:
         assert _latest(root) == latest_before, "LATEST moved while the run was incomplete"
@@ -269,7 +266,7 @@ def test_sigkill_in_the_middle_of_evaluation_then_resume(reference, prefect_api_
 def test_a_tiny_stage_budget_stops_the_stage_and_a_sane_one_resumes(reference, prefect_api_env):
     root, reference_run = reference
     latest_before = _latest(root)
-    settings = [*HEAVY_EVAL, "eval.alpha_budget_seconds=1001"]  # evaluation must compute (~7 s)
+    settings = ["eval.batch_size=102"]  # evaluation must compute (~7 s)
     budget = 3.0
     run = Movierec(root, [*settings, f"budgets.evaluation={budget}"], prefect_api_env)
     assert run.wait() == 2, run.stderr
@@ -299,7 +296,7 @@ def test_the_flow_budget_stops_the_whole_run(reference, prefect_api_env):
     flow_budget = 4.0
     run = Movierec(
         root,
-        [*HEAVY_EVAL, "eval.alpha_budget_seconds=1002", f"budgets.flow={flow_budget}"],
+        ["eval.batch_size=103", f"budgets.flow={flow_budget}"],
         prefect_api_env,
     )
     assert run.wait() == 2, run.stderr
@@ -316,7 +313,7 @@ def test_the_flow_budget_stops_the_whole_run(reference, prefect_api_env):
 def test_two_runs_at_once_on_one_artifacts_root(reference, prefect_api_env):
     root, reference_run = reference
     runs_before = _run_dirs(root)
-    settings = [*HEAVY_EVAL, "eval.alpha_budget_seconds=1000"]  # the reference's: warm cache
+    settings = ["eval.batch_size=100"]  # the reference's: warm cache
     first, second = (
         Movierec(root, settings, prefect_api_env),
         Movierec(root, settings, prefect_api_env),
