@@ -98,7 +98,7 @@ def test_an_existing_cluster_given_by_address(thread_run):
         with Client(cluster) as client:
             # the workers of *this* cluster did the work (each keeps the loaded model per process)
             loaded = client.run(
-                lambda: len(__import__("tasks.evaluation").evaluation._WORKER_STATE)
+                lambda: len(__import__("tasks.evaluation._stage").evaluation._stage._WORKER_STATE)
             )
     assert sum(loaded.values()) >= 1, loaded
     _assert_all_batches_came_from_dask(summary["run_dir"])
