@@ -42,6 +42,21 @@ def _stage_plan(profile: RunProfile) -> list[str]:
     return list(PIPELINE_STAGES)
 
 
+def _preload_libraries() -> None:
+    """Import the heavy libraries the stages use once, in this process, before the stages fork
+    their children (tasks.budget): a child then starts with them loaded instead of importing
+    them itself. Measured here: ``import great_expectations`` alone takes 2.5-4.5 s, and nine
+    stages validate with it - about half of a ``ci`` run's stage time went to these imports."""
+    import great_expectations  # noqa: F401
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    import optuna  # noqa: F401
+    import scipy.stats  # noqa: F401
+    import sklearn.decomposition  # noqa: F401
+
+
 @flow(name="recommender-pipeline")
 def recommender_pipeline(
     profile: ProfileName = "demo",
@@ -65,6 +80,7 @@ def recommender_pipeline(
     from tasks.tuning import tune_policy
 
     prof = load_profile(profile, overrides_as_list(overrides))
+    _preload_libraries()
     root = Path(artifacts_root)
     run_dir = new_run_dir(root, prof.name)
     write_text(prof.to_toml(), run_dir, "profile.toml")
