@@ -1392,14 +1392,17 @@ def _search_sentence(search: Mapping[str, Any]) -> str:
         return "the policy" if study == "policy" else _label(study)
 
     trials = _mapping(search.get("trials"))
-    reused = _mapping(search.get("trials_from_earlier_runs"))
+    reused = _mapping(search.get("trials_read_from_the_store"))
     order = [s for s in ("policy", *model_order(set(trials) - {"policy"})) if s in trials]
     text = "Trials per study: " + (
         ", ".join(f"{name(s)} {int(trials[s]):,}" for s in order) if order else MISSING
     )
     if any(int(v) for v in reused.values()):
         again = [f"{name(s)} {int(reused[s]):,}" for s in order if int(reused.get(s) or 0)]
-        text += f" (of which reused from an earlier run's trial cache: {', '.join(again)})"
+        text += (
+            f" (of which read back from the trial store - a repeated proposal, or a trial an "
+            f"earlier run finished: {', '.join(again)})"
+        )
     text += "."
     if not _is_missing(search.get("seconds")):
         text += f" Search wall time {float(search['seconds']):,.0f} s"

@@ -66,8 +66,12 @@ def ml_pipeline_run(prefect_harness, ml_small_dir, tmp_path_factory) -> dict:
         # fewer pictures and scenarios than the profile: tests/tasks/test_case_studies.py and
         # test_edge_cases.py run the full stages on a copy of this run
         overrides=[
-            "tuning.n_trials=2",  # a tiny search: these tests are about the pipeline, not the search
+            # a tiny search without EASE (its real-data path is tested in tests/tasks): these tests
+            # are about the pipeline, not the search
+            "tuning.n_trials=2",
             "tuning.max_validation_users=200",
+            'tuning.models=["als","item_knn"]',
+            'tuning.baselines=["popularity","item_knn","als"]',
             "case_studies.n_cases=8",
             'edge_cases.only=["duplicate_ratings","single_rating_user","unknown_genre_or_provider",'
             '"identical_scores_order","tiny_time_budget","memory_budget_respected"]',

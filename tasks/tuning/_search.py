@@ -195,7 +195,9 @@ def _study(
         n_cached=counts["cached"],
         cut_short=len(done) < n_trials,
         seconds=time.perf_counter() - started,
-        trials=[_trial_row(name, t) for t in study.trials if t.state != optuna.trial.TrialState.WAITING],
+        trials=[
+            _trial_row(name, t) for t in study.trials if t.state != optuna.trial.TrialState.WAITING
+        ],
     )
     return outcome, study
 
@@ -253,7 +255,9 @@ def run_search(
             row = {"study": model, "trial": 0, "state": "complete", "value": means[metric],
                    **{f"{m}@10": means[m] for m in _METRICS}, "params": "{}", "alphas": "",
                    "seconds": seconds, "cached": False, "enqueued": False}  # fmt: skip
-            studies[model] = StudyOutcome(model, {}, means[metric], means, {}, 1, 0, False, seconds, [row])
+            studies[model] = StudyOutcome(
+                model, {}, means[metric], means, {}, 1, 0, False, seconds, [row]
+            )
             continue
         if model == "ease" and not ease_allowed:
             studies[model] = StudyOutcome(

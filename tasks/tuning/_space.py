@@ -71,7 +71,9 @@ def suggest_cf(
             "confidence_alpha": trial.suggest_float("als.confidence_alpha", 0.1, 100.0, log=True),
         }
     elif model == "ease":
-        update = {"ease_lambda": float(trial.suggest_categorical("ease.lambda", list(EASE_LAMBDAS)))}
+        update = {
+            "ease_lambda": float(trial.suggest_categorical("ease.lambda", list(EASE_LAMBDAS)))
+        }
     elif model == "item_knn":
         update = {
             "knn_k": trial.suggest_categorical("item_knn.k", list(KNN_KS)),

@@ -173,6 +173,24 @@ def _figures(study: Any, run_path: Path) -> dict[str, ArtifactRef]:
     return out
 
 
+def _trial_store(run_path: Path, trials_root: str | None, refs: Mapping[str, ArtifactRef],
+                 sections: tuple[Any, ...], seed: int) -> TrialStore:  # fmt: skip
+    """The trial store of these inputs: ``<root>/<key>``, key = the inputs' fingerprints + every
+    setting + the source of the code that computes a trial (never the run id)."""
+    import hashlib
+
+    payload = {
+        "inputs": {n: r.cache_token() for n, r in sorted(refs.items())},
+        "settings": [c.model_dump(mode="json") for c in sections],
+        "seed": seed,
+        "code": source_hash(list(_TRIAL_MODULES)),
+    }
+    key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return TrialStore(
+        (Path(trials_root) if trials_root else run_path.parent / ".tuning-trials") / key
+    )
+
+
 def tuning_core(
     run_dir: str,
     refs: Mapping[str, ArtifactRef],
@@ -199,22 +217,8 @@ def tuning_core(
     run_path = Path(run_dir)
     report_progress(0.0, "loading train_fit and validation")
     seed_policy = RankingPolicy.from_profile(candidates, policy)
-    key_payload = {
-        "inputs": {n: r.cache_token() for n, r in sorted(refs.items())},
-        "settings": [
-            c.model_dump(mode="json")
-            for c in (cfg, collab, candidates, policy, split_cfg, content_cfg)
-        ],
-        "seed": seed,
-        "code": source_hash(list(_TRIAL_MODULES)),
-    }
-    import hashlib
-
-    key = hashlib.sha256(json.dumps(key_payload, sort_keys=True, default=str).encode()).hexdigest()[
-        :24
-    ]
-    store = TrialStore(
-        (Path(trials_root) if trials_root else run_path.parent / ".tuning-trials") / key
+    store = _trial_store(
+        run_path, trials_root, refs, (cfg, collab, candidates, policy, split_cfg, content_cfg), seed
     )
     journal_tmp = run_path / "tuning" / ".study.journal.partial"
     journal_tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -263,7 +267,7 @@ def tuning_core(
     }
     search_facts = {
         "trials": {name: s.n_trials for name, s in search.studies.items()},
-        "trials_from_earlier_runs": {name: s.n_cached for name, s in search.studies.items()},
+        "trials_read_from_the_store": {name: s.n_cached for name, s in search.studies.items()},
         "cut_short": search.cut_short,
         "cut_short_studies": [n for n, s in search.studies.items() if s.cut_short],
         "n_trials": cfg.n_trials,
@@ -332,7 +336,9 @@ def tuning_core(
     }
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     artifacts.update(_figures(search.policy_study, run_path))
-    journal_tmp.replace(run_path / TUNING_FILES["study_journal"])  # complete: publish it under its name
+    journal_tmp.replace(
+        run_path / TUNING_FILES["study_journal"]
+    )  # complete: publish it under its name
     artifacts["study_journal"] = ArtifactRef.of(run_path, TUNING_FILES["study_journal"])
     report_progress(
         1.0, f"chosen: {best_cf.model}, validation {cfg.metric}@10 {validation['value']:.4f}"

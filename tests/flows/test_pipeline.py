@@ -60,30 +60,30 @@ def test_unchanged_rerun_is_served_from_cache_into_its_own_run_dir(first_run):
     assert latest_run(root, "ci") == Path(second["run_dir"])
 
 
-def test_changing_one_split_value_reruns_only_split(first_run):
+def test_changing_one_stage_setting_reruns_that_stage_and_keeps_the_earlier_ones(first_run):
     root, _ = first_run
     summary = recommender_pipeline(
-        profile="ci", overrides=["split.holdout_fraction=0.25"], artifacts_root=str(root)
+        profile="ci", overrides=["edge_cases.scenario_time_limit_seconds=119"], artifacts_root=str(root)
     )
     stages = _stages(summary["run_dir"])
-    assert stages["ingest"]["cached"] is True
-    assert stages["split"]["cached"] is False
+    before = PIPELINE_STAGES[: PIPELINE_STAGES.index("edge_cases")]
+    assert all(stages[s]["cached"] for s in before if s not in BASELINE_DEPENDENT), stages
+    assert stages["edge_cases"]["cached"] is False
 
 
 def test_deleted_cached_files_are_recomputed(first_run, tmp_path):
     root, _ = first_run
-    overrides = ["split.holdout_fraction=0.25"]  # computed (once) by the test above
+    overrides = ["edge_cases.scenario_time_limit_seconds=119"]  # computed (once) by the test above
     recommender_pipeline(profile="ci", overrides=overrides, artifacts_root=str(root))
-    # delete the split's files in every run of this configuration (the cached refs point at one)
+    # delete the edge cases' files in every run (the cached refs point at one of them)
     for run in (root / "ci").iterdir():
-        profile_file = run / "profile.toml"
-        if profile_file.exists() and "holdout_fraction = 0.25" in profile_file.read_text():
-            for path in (run / "data").glob("*.parquet"):
-                path.unlink()
-    # the split's cached files are gone everywhere: the cache must not hand out dead refs
+        for path in (run / "edge_cases").glob("*.json") if (run / "edge_cases").is_dir() else ():
+            path.unlink()
+    # the stage's cached files are gone everywhere: the cache must not hand out dead refs
     b = recommender_pipeline(profile="ci", overrides=overrides, artifacts_root=str(root))
-    assert (Path(b["run_dir"]) / "data" / "train.parquet").exists()
-    assert _stages(b["run_dir"])["split"]["cached"] is False
+    assert any((Path(b["run_dir"]) / "edge_cases").glob("*.json"))
+    assert _stages(b["run_dir"])["edge_cases"]["cached"] is False
+    assert _stages(b["run_dir"])["split"]["cached"] is True
 
 
 def test_history_reads_the_runs_and_their_cached_task_runs(first_run):
