@@ -77,13 +77,13 @@ def planted():
         yield base, users, relevant, worker
 
 
-def _search(planted, store_dir, n_trials=3):
+def _search(planted, store_dir, n_trials=3, budget_seconds=900.0):
     import optuna
 
     base, users, relevant, worker = planted
     bench = ValidationBench(base, users, relevant, seed=1, threads=1, worker=worker)
     candidates = CandidatesSection(n_cf_seed=60, c_max=100, k_final=20, m_seed_items=5, k_neighbors=10)
-    cfg = TuningSection(n_trials=n_trials, alpha_grid=(0.0, 0.5, 1.0), seed=7)
+    cfg = TuningSection(n_trials=n_trials, alpha_grid=(0.0, 0.5, 1.0), seed=7, budget_seconds=budget_seconds)
     seed_cf = CollabSection(model="als", factors=8, iterations=5)
     seed_policy = RankingPolicy.from_profile(candidates, PolicySection())
     outcome = run_search(
@@ -130,3 +130,14 @@ def test_a_rerun_reads_every_trial_back_and_chooses_the_same(planted, tmp_path):
     resumed = _search(planted, tmp_path / "store")
     assert resumed.studies["policy"].n_cached < resumed.studies["policy"].n_trials
     assert resumed.studies["policy"].best_params == first.studies["policy"].best_params
+
+
+def test_what_the_search_chooses_does_not_depend_on_a_time_budget_that_does_not_bind(planted, tmp_path):
+    """Only the inputs, the seed and the trial count decide: a budget 10^6 times larger that
+    binds neither gives the same choice (fresh stores: nothing read back)."""
+    a = _search(planted, tmp_path / "a", budget_seconds=600.0)
+    b = _search(planted, tmp_path / "b", budget_seconds=6e8)
+    assert not a.cut_short and not b.cut_short
+    for name in a.studies:
+        assert a.studies[name].best_params == b.studies[name].best_params, name
+    assert a.studies["policy"].best_attrs["alphas"] == b.studies["policy"].best_attrs["alphas"]
