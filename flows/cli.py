@@ -101,6 +101,33 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--profile", default="demo", help="profile whose LATEST run to use (default demo)")
     rec.add_argument("--artifacts", default="artifacts", help="artifacts root (default ./artifacts)")
 
+    hand = sub.add_parser(
+        "handoff",
+        help="re-decide a finished run: new inventory and sign-off, e.g. with other thresholds",
+        description="Re-run the handoff flow (inventory + sign-off) alone on a finished run "
+        "directory, with the run's own profile.toml plus the --set overrides (checked before "
+        "anything runs), e.g. --set signoff.min_lift=0.5. Writes a new decision (signoff/, "
+        "reports/final_report.md) and a new inventory (inventory/: the manifest lists every "
+        "file of the run, the new sign-off files included) and touches no other file of the run; "
+        "the stages' results are the recorded ones (nothing is retrained). Prints the decision.",
+        epilog="Exit codes: 0 APPROVE, 1 NEEDS WORK or REJECT, 2 bad usage or bad input (not a "
+        "finished run directory, a bad --set).",
+    )
+    hand.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a finished run (artifacts/<profile>/<run-id>)"
+    )
+    hand.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a threshold or budget of the run's profile.toml: signoff.*, "
+        "edge_cases.min_pass_rate, budgets.inventory|handoff|flow; e.g. --set "
+        "signoff.min_lift=0.5 (repeatable; the run's profile.toml itself is not changed)",
+    )
+    hand.add_argument("-v", "--verbose", action="store_true", help="show Prefect's own log lines")
+
     hist = sub.add_parser(
         "history",
         help="recent flow runs and their task runs, from the Prefect API",
@@ -115,10 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="register the deployments with the Prefect server and run them when triggered",
         description="Register the deployments recommender-pipeline (run it from the Prefect UI: "
-        "Run -> Custom run, pick a profile and overrides) and nightly-reevaluation (on the cron "
-        "schedule of the nightly profile's [nightly] section) with the Prefect server in "
-        "PREFECT_API_URL, then execute their runs until Ctrl+C. Start a server first with "
-        "`make ui`.",
+        "Run -> Custom run, pick a profile and overrides), nightly-reevaluation (on the cron "
+        "schedule of the nightly profile's [nightly] section) and handoff (re-decide a finished "
+        "run: give its run directory and overrides) with the Prefect server in PREFECT_API_URL, "
+        "then execute their runs until Ctrl+C. Start a server first with `make ui`.",
     )
     srv.add_argument(
         "--artifacts", default="artifacts", help="artifacts root of the runs (default ./artifacts)"
@@ -237,11 +264,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     artifacts = Path(args.artifacts)
     _check_writable(artifacts)
-    from flows.deployments import NIGHTLY_DEPLOYMENT, PIPELINE_DEPLOYMENT, serve_deployments
+    from flows.deployments import (
+        HANDOFF_DEPLOYMENT,
+        NIGHTLY_DEPLOYMENT,
+        PIPELINE_DEPLOYMENT,
+        serve_deployments,
+    )
 
     print(
-        f"serving {PIPELINE_DEPLOYMENT} and {NIGHTLY_DEPLOYMENT} ({nightly.nightly.cron}, "
-        f"{nightly.nightly.timezone}) on {url}; runs write to {artifacts.resolve()}; Ctrl+C stops",
+        f"serving {PIPELINE_DEPLOYMENT}, {HANDOFF_DEPLOYMENT} and {NIGHTLY_DEPLOYMENT} "
+        f"({nightly.nightly.cron}, {nightly.nightly.timezone}) on {url}; "
+        f"runs write to {artifacts.resolve()}; Ctrl+C stops",
         flush=True,
     )
     serve_deployments(artifacts, limit=args.limit, nightly_profile=args.nightly_profile)
@@ -291,11 +324,49 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"see {summary['run_dir']}/reports/offline_metrics.md and eval/gates.json"
         )
     decision = summary.get("decision") or "unknown"
-    print(f"decision: {decision} (computed from the gates; {summary['run_dir']}/signoff/handoff.md)")
-    for reason in summary.get("decision_reasons", [])[:6]:
+    return _print_decision(summary["run_dir"], decision, summary.get("decision_reasons", []))
+
+
+def _print_decision(run_dir: str, decision: str, reasons: list[str]) -> int:
+    """The decision lines of `movierec run` and `movierec handoff`; the exit code they share."""
+    print(f"decision: {decision} (computed from the gates; {run_dir}/signoff/handoff.md)")
+    for reason in reasons[:6]:
         print(f"  - {reason}")
     # exit 1 = the run completed but the decision is not APPROVE (a gate failed)
     return EXIT_OK if decision == "APPROVE" else EXIT_FAILED_CHECK
+
+
+def _cmd_handoff(args: argparse.Namespace) -> int:
+    import json
+
+    from flows.handoff import check_finished_run, handoff_profile, run_handoff
+    from tasks.errors import UsageError
+
+    run_dir = check_finished_run(args.run_dir)  # before anything runs
+    handoff_profile(run_dir, args.overrides)
+    for folder in ("inventory", "signoff", "reports"):
+        target = run_dir / folder
+        if target.exists() and not os.access(target, os.W_OK | os.X_OK):
+            raise UsageError(f"{target} is not writable (a handoff rewrites it); fix that first")
+    try:
+        previous = (run_dir / "signoff" / "signoff.json").read_text(encoding="utf-8")
+        before = json.loads(previous)["decision"]
+    except (OSError, ValueError, KeyError, TypeError):
+        before = None
+    summary = run_handoff(str(run_dir), args.overrides)
+    print(summary["stage_table"])
+    from tasks.manifest import load_manifest
+
+    manifest = load_manifest(run_dir)  # the new one, the sign-off files appended
+    print(
+        f"run directory: {summary['run_dir']} (new inventory: {manifest.get('n_files', '?')} "
+        f"files, validation rate {manifest.get('validation_rate', float('nan')):.4f}; "
+        "inventory/artifact_manifest.json)"
+    )
+    decision = summary.get("decision") or "unknown"
+    if before:
+        print(f"previous decision: {before}")
+    return _print_decision(summary["run_dir"], decision, summary.get("decision_reasons", []))
 
 
 def _check_writable(folder: Path) -> None:
@@ -398,6 +469,7 @@ COMMANDS = {
     "validate": _cmd_validate,
     "history": _cmd_history,
     "recommend": _cmd_recommend,
+    "handoff": _cmd_handoff,
     "serve": _cmd_serve,
 }
 

@@ -1,11 +1,15 @@
-"""Deployments: ``recommender-pipeline`` (runs on demand) and ``nightly-reevaluation`` (cron).
+"""Deployments: ``recommender-pipeline``, ``handoff`` (on demand), ``nightly-reevaluation`` (cron).
 
-``movierec serve`` registers both with the Prefect server in ``PREFECT_API_URL`` (``make ui``
+``movierec serve`` registers them with the Prefect server in ``PREFECT_API_URL`` (``make ui``
 starts one on 127.0.0.1:4200) and executes their runs in this process's runner until stopped.
 In the UI: Deployments -> ``recommender-pipeline`` -> Run -> Custom run shows a form built from the
 flow's typed parameters (:mod:`flows.parameters`: the profile as a choice of the files in
 ``profiles/``, overrides as key/value pairs). ``prefect.yaml`` at the repository root declares the
-same two deployments for ``prefect deploy`` users (with a process work pool).
+same three deployments for ``prefect deploy`` users (with a process work pool).
+
+``handoff`` re-decides a finished run (:mod:`flows.handoff`, as ``movierec handoff RUN_DIR``): its
+parameters are the run directory (absolute, or relative to where the runs execute) and overrides of
+the run's own ``profile.toml`` (e.g. ``signoff.min_lift`` -> ``0.5``).
 
 ``nightly-reevaluation`` runs ``recommender-pipeline`` as a subflow with the ``nightly`` profile on
 the schedule of that profile's ``[nightly]`` section (``cron``, ``timezone``): the data is
@@ -21,11 +25,13 @@ from typing import Any
 
 from prefect import flow
 
+from flows.handoff import handoff_flow
 from flows.parameters import Overrides, ProfileName
 from flows.pipeline import recommender_pipeline
 from tasks.profile import load_profile
 
 __all__ = [
+    "HANDOFF_DEPLOYMENT",
     "NIGHTLY_DEPLOYMENT",
     "NIGHTLY_PROFILE",
     "PIPELINE_DEPLOYMENT",
@@ -36,6 +42,7 @@ __all__ = [
 
 PIPELINE_DEPLOYMENT = "recommender-pipeline"
 NIGHTLY_DEPLOYMENT = "nightly-reevaluation"
+HANDOFF_DEPLOYMENT = "handoff"
 NIGHTLY_PROFILE = "nightly"
 TAGS = ["movierec"]
 
@@ -85,7 +92,7 @@ def nightly_reevaluation(
 def build_deployments(
     artifacts_root: Path | str = "artifacts", nightly_profile: str = NIGHTLY_PROFILE
 ) -> list[Any]:
-    """The two runner deployments (not yet registered); ``artifacts_root`` becomes absolute.
+    """The three runner deployments (not yet registered); ``artifacts_root`` becomes absolute.
 
     The nightly schedule is the ``[nightly]`` ``cron`` / ``timezone`` of ``nightly_profile``.
     """
@@ -108,7 +115,14 @@ def build_deployments(
         f"{nightly.timezone}); compares with the {nightly.compare_with.replace('_', ' ')} run.",
         tags=[*TAGS, "nightly"],
     )
-    return [pipeline_deployment, nightly_deployment]
+    handoff_deployment = handoff_flow.to_deployment(
+        name=HANDOFF_DEPLOYMENT,
+        description="Re-decide a finished run: a new inventory and sign-off of run_dir with the "
+        "run's profile.toml and overrides ('section.key' -> value, e.g. 'signoff.min_lift' -> "
+        "'0.5'). Writes inventory/, signoff/ and reports/final_report.md only.",
+        tags=[*TAGS, "handoff"],
+    )
+    return [pipeline_deployment, nightly_deployment, handoff_deployment]
 
 
 def serve_deployments(
@@ -116,7 +130,7 @@ def serve_deployments(
     limit: int | None = 1,
     nightly_profile: str = NIGHTLY_PROFILE,
 ) -> None:
-    """Register both deployments and execute their runs until interrupted (Prefect ``serve``)."""
+    """Register the deployments and execute their runs until interrupted (Prefect ``serve``)."""
     from prefect import serve
 
     serve(*build_deployments(artifacts_root, nightly_profile), limit=limit)

@@ -2,7 +2,10 @@
 
 Each stage is a cached Prefect task (see :mod:`tasks.stage`) run through a
 :class:`~flows.stage_runner.StageRunner`, which adopts cached files into this run's directory, keeps
-the flow budget and records timings. ``LATEST`` is written only when every stage succeeded.
+the flow budget and records timings. The last two stages, ``inventory`` and ``handoff``, run in the
+subflow ``handoff`` (:mod:`flows.handoff`, which ``movierec handoff RUN_DIR`` also runs alone on a
+finished run); their records join the others in ``logs/stages.json``. ``LATEST`` is written only
+when every stage succeeded.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ def recommender_pipeline(
     artifacts_root: str = "artifacts",
 ) -> dict[str, Any]:
     """Run every stage of the recommender pipeline for one profile; return the run summary."""
+    from flows.handoff import PipelineHandover, handoff_flow
     from flows.stage_runner import StageRunner
     from tasks.candidates import build_candidates
     from tasks.case_studies import study_cases
@@ -72,9 +76,7 @@ def recommender_pipeline(
     from tasks.content import build_features
     from tasks.edge_cases import run_edge_cases
     from tasks.evaluation import evaluate_models
-    from tasks.handoff import build_handoff
     from tasks.ingest import ingest_data, source_fingerprint
-    from tasks.inventory import build_inventory
     from tasks.regression import check_regression, find_baseline
     from tasks.split import split_data
     from tasks.tuning import tune_policy
@@ -250,22 +252,19 @@ def recommender_pipeline(
             "case_studies": case_studies,
             "edge_cases": edge_cases,
         }
-        inventory = runner.run(
-            build_inventory,
-            "inventory",
-            prof.budgets.inventory,
-            stages=before_handoff,
-            sample_rows=prof.signoff.inventory_sample_rows,
-            seed=prof.run.seed,
-            profile_name=prof.name,
+        # the last subflow: inventory + sign-off, with the run's profile.toml (written above)
+        handed = handoff_flow(
+            run_dir=str(run_dir),
+            pipeline=PipelineHandover(
+                stages=before_handoff,
+                planned_stages=runner.planned_stages,
+                flow_budget_seconds=runner.flow_budget_seconds,
+                elapsed_seconds=runner.flow_budget_seconds - runner.remaining(),
+                results_dir=str(runner.results_dir),
+            ),
         )
-        handoff = runner.run(
-            build_handoff,
-            "handoff",
-            prof.budgets.handoff,
-            stages={**before_handoff, "inventory": inventory},
-            profile=prof,
-        )
+        runner.add_records(handed["records"])
+        inventory, handoff = handed["outputs"]["inventory"], handed["outputs"]["handoff"]
         outputs = {**before_handoff, "inventory": inventory, "handoff": handoff}
     except BaseException as exc:
         write_json(
@@ -276,15 +275,10 @@ def recommender_pipeline(
         runner.write_records()
         raise
     runner.write_records()
-    from flows.artifacts import (
-        publish_decision_artifact,
-        publish_regression_artifact,
-        publish_run_artifacts,
-    )
+    from flows.artifacts import publish_regression_artifact, publish_run_artifacts
 
     publish_run_artifacts(evaluation.facts, str(run_dir))
-    publish_regression_artifact(str(run_dir))
-    publish_decision_artifact(handoff.facts, str(run_dir))
+    publish_regression_artifact(str(run_dir))  # the decision's artifact: the handoff flow's
     write_json(
         {
             "status": "complete",

@@ -6,6 +6,11 @@ recomputes the stage (``refresh_cache``) if those files are gone or changed. It 
 flow-level budget (each stage gets at most what is left of it), shows progress on the terminal and
 as a Prefect progress artifact, and records wall time, peak memory and cache hits per stage in
 ``logs/stages.json``.
+
+The ``handoff`` flow (:mod:`flows.handoff`) runs the last two stages with a runner of its own: the
+pipeline gives it its plan and the flow budget already spent (``elapsed_seconds``) and adds the
+records it returns to its own (:meth:`StageRunner.add_records`), so ``logs/stages.json`` and the
+progress still cover every stage.
 """
 
 from __future__ import annotations
@@ -49,15 +54,19 @@ class StageRunner:
     planned_stages: list[str]
     out: TextIO = field(default_factory=lambda: sys.stderr)
     records: list[StageRecord] = field(default_factory=list)
+    #: flow budget already spent before this runner started (the pipeline's, for the handoff flow)
+    elapsed_seconds: float = 0.0
+    progress_key: str = "pipeline-progress"
     _start: float = field(default_factory=time.monotonic)
     _progress_id: Any = None
 
     def __post_init__(self) -> None:
+        self._start -= self.elapsed_seconds
         try:
             from prefect.artifacts import create_progress_artifact
 
             self._progress_id = create_progress_artifact(
-                progress=0.0, key="pipeline-progress", description="Stages finished in this run"
+                progress=0.0, key=self.progress_key, description="Stages finished in this run"
             )
         except Exception:  # noqa: BLE001 - progress display must never break a run
             self._progress_id = None
@@ -77,16 +86,27 @@ class StageRunner:
         except Exception:  # noqa: BLE001 - outside a flow run there is no run logger
             pass
 
+    def _position(self, stage: str) -> int:
+        """1-based place of ``stage`` in the plan (a stage not planned: after those run so far)."""
+        if stage in self.planned_stages:
+            return self.planned_stages.index(stage) + 1
+        return len(self.records) + 1
+
     def _update_progress(self) -> None:
-        if self._progress_id is None:
+        if self._progress_id is None or not self.records:
             return
         try:
             from prefect.artifacts import update_progress_artifact
 
-            done = len(self.records)
+            done = self._position(self.records[-1].stage)
             update_progress_artifact(self._progress_id, 100.0 * done / max(1, len(self.planned_stages)))
         except Exception:  # noqa: BLE001
             pass
+
+    def add_records(self, records: list[StageRecord]) -> None:
+        """Add the records of stages another runner ran for this run (the handoff flow's)."""
+        self.records.extend(records)
+        self._update_progress()
 
     # -- the one public call -------------------------------------------------------------------
     def run(self, task: Any, stage: str, budget_seconds: float, **params: Any) -> StageOutput:
@@ -95,7 +115,7 @@ class StageRunner:
         if remaining <= 0:
             raise StageTimeout("flow", self.flow_budget_seconds, time.monotonic() - self._start)
         budget = min(budget_seconds, remaining)
-        index = len(self.records) + 1
+        index = self._position(stage)
         self._say(f"[{index}/{len(self.planned_stages)}] {stage:<14} running ...")
         started = time.monotonic()
         configured = task.with_options(result_storage=self.results_dir)

@@ -159,7 +159,7 @@ def served(prefect_server: PrefectServer, artifacts_root: Path) -> Iterator[subp
         )
     try:
         deadline = time.monotonic() + 60
-        names = {"recommender-pipeline", "nightly-reevaluation"}
+        names = {"recommender-pipeline", "nightly-reevaluation", "handoff"}
         while True:
             found = {
                 d["name"] for d in prefect_server.api("post", "/deployments/filter", {"limit": 10})

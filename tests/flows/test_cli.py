@@ -95,7 +95,7 @@ def test_missing_data_dir_and_bad_profile_exit_2(tmp_path, capsys):
 
 
 def test_help_explains_every_command():
-    for command in ([], ["run"], ["generate"], ["validate"]):
+    for command in ([], ["run"], ["generate"], ["validate"], ["handoff"]):
         result = subprocess.run(
             [sys.executable, "-m", "flows.cli", *command, "--help"],
             capture_output=True,

@@ -83,6 +83,9 @@ def test_serve_registers_both_deployments_with_the_nightly_schedule(prefect_serv
     schema = pipeline["parameter_openapi_schema"]["properties"]
     assert "ci" in schema["profile"]["enum"] and pipeline["enforce_parameter_schema"]
     assert pipeline["schedules"] == []
+    handoff = prefect_server.api("get", "/deployments/name/handoff/handoff")
+    assert handoff["parameter_openapi_schema"]["required"] == ["run_dir"]
+    assert handoff["enforce_parameter_schema"] and handoff["schedules"] == []
 
 
 def test_nightly_schedule_creates_runs_at_the_profiles_cron_time(prefect_server, served):
@@ -206,13 +209,13 @@ def test_prefect_yaml_declares_the_same_deployments():
 
     import yaml
 
-    from flows.deployments import NIGHTLY_DEPLOYMENT, PIPELINE_DEPLOYMENT
+    from flows.deployments import HANDOFF_DEPLOYMENT, NIGHTLY_DEPLOYMENT, PIPELINE_DEPLOYMENT
     from tasks.profile import load_profile
 
     root = Path(__file__).resolve().parents[2]
     config = yaml.safe_load((root / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in config["deployments"]}
-    assert set(deployments) == {PIPELINE_DEPLOYMENT, NIGHTLY_DEPLOYMENT}
+    assert set(deployments) == {PIPELINE_DEPLOYMENT, NIGHTLY_DEPLOYMENT, HANDOFF_DEPLOYMENT}
     for name, dep in deployments.items():
         path, func = dep["entrypoint"].split(":")
         assert (root / path).is_file()
@@ -224,3 +227,6 @@ def test_prefect_yaml_declares_the_same_deployments():
     assert [(s["cron"], s["timezone"]) for s in schedule] == [(nightly.cron, nightly.timezone)]
     assert deployments[NIGHTLY_DEPLOYMENT]["parameters"]["profile"] == "nightly"
     assert deployments[PIPELINE_DEPLOYMENT]["schedules"] == []
+    # the handoff re-decides the run directory each run names: no default, no schedule
+    assert deployments[HANDOFF_DEPLOYMENT]["schedules"] == []
+    assert "run_dir" not in deployments[HANDOFF_DEPLOYMENT]["parameters"]
