@@ -46,10 +46,12 @@ def _stage_plan(profile: RunProfile) -> list[str]:
 
 
 def _preload_libraries() -> None:
-    """Import the heavy libraries the stages use once, in this process, before the stages fork
-    their children (tasks.budget): a child then starts with them loaded instead of importing
-    them itself. Measured here: ``import great_expectations`` alone takes 2.5-4.5 s, and nine
-    stages validate with it - about half of a ``ci`` run's stage time went to these imports."""
+    """Import the heavy libraries the stages use once, in this process, so the stages' forked
+    children (tasks.budget) start with them loaded instead of importing them each. Measured here:
+    ``import great_expectations`` alone takes 2.5-4.5 s, and nine stages validate with it - about
+    half of a ``ci`` run's stage time went to these imports. Run in the background right after
+    the first stage's child starts (:func:`tasks.budget.preload_after_next_start`): a run that
+    fails on bad input in ingest does not wait for it."""
     import great_expectations  # noqa: F401
     import matplotlib
 
@@ -82,7 +84,9 @@ def recommender_pipeline(
     from tasks.tuning import tune_policy
 
     prof = load_profile(profile, overrides_as_list(overrides))
-    _preload_libraries()
+    from tasks.budget import preload_after_next_start
+
+    preload_after_next_start(_preload_libraries)
     root = Path(artifacts_root)
     run_dir = new_run_dir(root, prof.name)
     write_text(prof.to_toml(), run_dir, "profile.toml")

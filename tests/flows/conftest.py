@@ -218,3 +218,14 @@ def deployment_runs(prefect_server: PrefectServer, served, artifacts_root: Path)
             {**params, "overrides": {**overrides, **WORSE}},
         ),
     }
+
+
+@pytest.fixture(scope="session")
+def ci_pipeline_run(prefect_harness, tmp_path_factory) -> tuple[Path, dict]:
+    """One pipeline run on the ci profile, shared by the flow tests of the session: ``(artifacts
+    root, flow summary)``. tests/flows/test_pipeline.py re-runs in that root (cache behaviour);
+    other tests copy the run directory before they change anything in it."""
+    from flows.pipeline import recommender_pipeline
+
+    root = tmp_path_factory.mktemp("ci-artifacts")
+    return root, recommender_pipeline(profile="ci", artifacts_root=str(root))

@@ -158,7 +158,7 @@ def test_triggered_runs_complete_and_history_shows_their_task_runs(prefect_serve
 
     computed = _task_table(prefect_server, first["id"])
     assert all(cached == "no" for _, cached, _ in computed.values())
-    assert {flow for _, _, flow in computed.values()} == {"recommender-pipeline"}
+    assert {flow for _, _, flow in computed.values()} == {"recommender-pipeline", "handoff"}
     # the nightly run: its pipeline subflow's task runs; same data, so the data and model stages
     # come from cache, the changed policy is re-ranked and re-evaluated
     nightly = _task_table(prefect_server, worse["id"])

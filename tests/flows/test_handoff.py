@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 from flows.cli import main
-from flows.pipeline import PIPELINE_STAGES, recommender_pipeline
+from flows.pipeline import PIPELINE_STAGES
 from tasks.manifest import EXCLUDED, MANIFEST
-from tests.flows.conftest import SMALL
 
 pytestmark = pytest.mark.slow
 
@@ -26,12 +25,9 @@ HANDOFF_WRITES = ("inventory/", "signoff/", "reports/final_report.md")
 
 
 @pytest.fixture(scope="module")
-def finished_run(prefect_harness, tmp_path_factory) -> dict:
-    """One pipeline run on the ci profile with small data (tests copy its directory first)."""
-    root = tmp_path_factory.mktemp("handoff-artifacts")
-    return recommender_pipeline(
-        profile="ci", overrides=[f"{k}={v}" for k, v in SMALL.items()], artifacts_root=str(root)
-    )
+def finished_run(ci_pipeline_run) -> dict:
+    """The session's ci pipeline run (tests copy its directory first)."""
+    return ci_pipeline_run[1]
 
 
 @pytest.fixture

@@ -25,10 +25,8 @@ def _stages(run_dir: str) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def first_run(prefect_harness, tmp_path_factory):
-    root = tmp_path_factory.mktemp("artifacts")
-    summary = recommender_pipeline(profile="ci", artifacts_root=str(root))
-    return root, summary
+def first_run(ci_pipeline_run):
+    return ci_pipeline_run  # the session's ci run (tests/flows/conftest.py): (root, summary)
 
 
 def test_a_run_completes_and_records_every_stage(first_run):

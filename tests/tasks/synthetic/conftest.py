@@ -1,5 +1,5 @@
-"""Fixtures of the tasks.synthetic tests: a small dataset and the ci profile's (2,000 users,
-1,500 movies, 120k ratings)."""
+"""Fixtures of the tasks.synthetic tests: a small dataset and the ci profile's (1,200 users,
+1,500 movies, 72k ratings)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def small() -> SyntheticData:
 
 @pytest.fixture(scope="module")
 def ci_cfg() -> SyntheticSection:
-    return load_profile("ci", environ={}).synthetic  # 2,000 users, 1,500 movies, 120k ratings
+    return load_profile("ci", environ={}).synthetic  # 1,200 users, 1,500 movies, 72k ratings
 
 
 @pytest.fixture(scope="module")
