@@ -72,10 +72,18 @@ class StoredResult(NamedTuple):
     page: str | None = None
 
 
+#: An environment variable naming one cache folder for every artifacts root (e.g. a test session's).
+CACHE_ENV = "MOVIEREC_VALIDATION_CACHE"
+
+
 def cache_dir_for(run_dir: Path | str) -> Path:
-    """The cache folder of a run directory ``<artifacts>/<profile>/<run-id>``: its sibling
-    ``<artifacts>/<profile>/.validation-cache``."""
-    return Path(run_dir).resolve().parent / CACHE_DIR
+    """The cache folder of a run directory ``<artifacts>/<profile>/<run-id>``: the folder named by
+    ``$MOVIEREC_VALIDATION_CACHE`` when set (keys are content hashes, so runs of different roots
+    can share it), else its sibling ``<artifacts>/<profile>/.validation-cache``."""
+    import os
+
+    shared = os.environ.get(CACHE_ENV, "").strip()
+    return Path(shared) if shared else Path(run_dir).resolve().parent / CACHE_DIR
 
 
 def code_fingerprint(extra_modules: Sequence[str] = ()) -> str:

@@ -171,8 +171,8 @@ def selection_sentence(measures: Mapping[str, Any]) -> str:
 
     >>> selection_sentence({"selection": {"model": "ease", "alphas": {"light": 0.6, "cold": 0.3},
     ...     "lambda_div": 0.0, "policy_trials": 30, "n_trials": 30, "cut_short": False,
-    ...     "validation": {"metric": "recall@10", "value": 0.13, "users": 560}}})[:94]
-    'A seeded search of 30 trials (of 30 allowed) chose the ease CF model, content weights cold 0.3'
+    ...     "validation": {"metric": "recall@10", "value": 0.13, "users": 560}}})[:93]
+    'A seeded search of 30 trials (a budget of 30 per model) chose the ease CF model, content weig'
     """
     sel = measures.get("selection")
     if not sel:
@@ -184,7 +184,12 @@ def selection_sentence(measures: Mapping[str, Any]) -> str:
     trials, allowed = sel.get("policy_trials"), sel.get("n_trials")
     budget = "" if trials is None else f" of {trials} trials"
     if trials is not None and allowed is not None:
-        budget += f" (of {allowed} allowed)"
+        budget += (
+            f" (a budget of {allowed} per model)"
+            if trials <= allowed
+            else f" (a budget of {allowed} per model, plus {trials - allowed} warm starts: each tuned CF "
+            "baseline re-scored as a pure-CF policy, and the seed configuration)"
+        )
     if sel.get("cut_short"):
         budget += ", cut short by its time budget,"
     value = val.get("value")

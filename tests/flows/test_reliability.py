@@ -2,7 +2,7 @@
 and no environment values in a run directory.
 
 One artifacts root for the module. ``reference`` is an uninterrupted run with a heavier evaluation
-(batches of 100 users: about 20 batches) so a run can be caught in the middle of it. Later runs
+(batches of 70 users: about 17 batches) so a run can be caught in the middle of it. Later runs
 change ``eval.batch_size`` by one user (part of the batch checkpoint key and the evaluation's
 cache key; a user's lists and metrics do not depend on the batching), which makes the
 evaluation compute again with the same numbers while the upstream stages come from cache. The `movierec` subprocesses
@@ -33,7 +33,7 @@ from flows.pipeline import recommender_pipeline
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-HEAVY_EVAL = ["eval.batch_size=101"]
+HEAVY_EVAL = ["eval.batch_size=71"]
 UPSTREAM = ("ingest", "split", "features", "tuning", "collaborative", "candidates")
 #: Canary environment values set while the reference run computed (see the ``reference`` fixture).
 CANARY: dict = {}
@@ -201,7 +201,7 @@ def reference(prefect_harness, tmp_path_factory) -> tuple[Path, Path]:
     try:
         summary = recommender_pipeline(
             profile="ci",
-            overrides=["eval.batch_size=100"],
+            overrides=["eval.batch_size=70"],
             artifacts_root=str(root),
         )
     finally:
@@ -266,7 +266,7 @@ def test_sigkill_in_the_middle_of_evaluation_then_resume(reference, prefect_api_
 def test_a_tiny_stage_budget_stops_the_stage_and_a_sane_one_resumes(reference, prefect_api_env):
     root, reference_run = reference
     latest_before = _latest(root)
-    settings = ["eval.batch_size=102"]  # evaluation must compute (~7 s)
+    settings = ["eval.batch_size=72"]  # evaluation must compute (~7 s)
     budget = 3.0
     run = Movierec(root, [*settings, f"budgets.evaluation={budget}"], prefect_api_env)
     assert run.wait() == 2, run.stderr
@@ -296,7 +296,7 @@ def test_the_flow_budget_stops_the_whole_run(reference, prefect_api_env):
     flow_budget = 4.0
     run = Movierec(
         root,
-        ["eval.batch_size=103", f"budgets.flow={flow_budget}"],
+        ["eval.batch_size=73", f"budgets.flow={flow_budget}"],
         prefect_api_env,
     )
     assert run.wait() == 2, run.stderr
@@ -313,7 +313,7 @@ def test_the_flow_budget_stops_the_whole_run(reference, prefect_api_env):
 def test_two_runs_at_once_on_one_artifacts_root(reference, prefect_api_env):
     root, reference_run = reference
     runs_before = _run_dirs(root)
-    settings = ["eval.batch_size=100"]  # the reference's: warm cache
+    settings = ["eval.batch_size=70"]  # the reference's: warm cache
     first, second = (
         Movierec(root, settings, prefect_api_env),
         Movierec(root, settings, prefect_api_env),

@@ -362,7 +362,7 @@ def test_reports_show_models_gates_paired_difference_selection_and_old_claims(tm
         )
         assert "| ease | 0.1200 | 0.0600 | 0.1200 | 0.1000 |" in text
         assert "| all | ease | 0.1100 | 0.1000 | +0.0100 | [+0.0040, +0.0160] |" in text
-        assert "A seeded search of 3 trials (of 3 allowed) chose the ease CF model" in text
+        assert "A seeded search of 3 trials (a budget of 3 per model) chose the ease CF model" in text
         assert "## Claimed by the old report vs measured here" in text
         for claim in OLD_REPORT_CLAIMS.values():
             assert (
