@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,28 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: One inventory validation cache for the flow tests' runs (and their `movierec` subprocesses):
+#: runs of different artifacts roots write many identical files. Unset for tests/tasks, whose
+#: inventory tests check where the cache lives and what it holds.
+_SHARED_CACHE: list[str] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item) -> None:
+    if "tests/flows/" in str(item.path):
+        if not _SHARED_CACHE:
+            import tempfile
+
+            _SHARED_CACHE.append(tempfile.mkdtemp(prefix="movierec-test-validation-cache-"))
+        os.environ["MOVIEREC_VALIDATION_CACHE"] = _SHARED_CACHE[0]
+    else:
+        os.environ.pop("MOVIEREC_VALIDATION_CACHE", None)
+
+
 ML_LATEST_SMALL = Path(
-    os.environ.get("MOVIEREC_ML_LATEST_SMALL", REPO_ROOT.parent / "shared" / "data" / "ml-latest-small")
+    os.environ.get(
+        "MOVIEREC_ML_LATEST_SMALL", REPO_ROOT.parent / "shared" / "data" / "ml-latest-small"
+    )
 )
 
 
@@ -49,32 +70,110 @@ def prefect_api_env(prefect_harness) -> dict[str, str]:
     return env
 
 
+#: Profile overrides of the shared run: two trials per study on a 200-user validation sample and
+#: 200 bootstrap samples keep it short (measured 42 s of stage time on 2 busy cores).
+RUN_OVERRIDES = [
+    "tuning.n_trials=2",
+    "tuning.max_validation_users=200",
+    "eval.bootstrap_samples=200",
+]
+
+
 @pytest.fixture(scope="session")
-def ml_pipeline_run(prefect_harness, ml_small_dir, tmp_path_factory) -> dict:
-    """One whole pipeline run on the real ml-latest-small data, shared by every test of the session.
+def ml_ranking_run(ml_small_dir, tmp_path_factory) -> dict:
+    """One run on the real ml-latest-small data up to ``evaluation`` (reports off), built once.
 
-    Returns the flow's summary (``run_dir``, ``stage_table``, ``headline``, ...) plus
-    ``artifacts_root``. Tests must not modify files inside ``run_dir`` (copy it first).
+    The stage cores in pipeline order (ingest, split, features, tuning, collaborative,
+    candidates, evaluation) with ``load_profile("ml-latest-small", RUN_OVERRIDES)``. Returns
+    ``run_dir`` (Path), ``profile``, ``facts`` (stage -> facts) and ``seconds`` (stage -> wall
+    seconds). Skipped, with the reason, when ../shared/data/ml-latest-small is absent
+    (``ml_small_dir``). Tests must not modify files inside ``run_dir`` (copy it first).
     """
-    from flows.pipeline import recommender_pipeline
+    from tasks.candidates import candidates_core
+    from tasks.collaborative import collab_core
+    from tasks.content import features_core
+    from tasks.evaluation import evaluation_core
+    from tasks.ingest import ingest_core
+    from tasks.io import new_run_dir, write_text
+    from tasks.profile import load_profile
+    from tasks.split import split_core
+    from tasks.tuning import tuning_core
 
-    root = tmp_path_factory.mktemp("ml-artifacts")
-    summary = recommender_pipeline(
-        profile="ml-latest-small",
-        data_dir=str(ml_small_dir),
-        artifacts_root=str(root),
-        # fewer pictures and scenarios than the profile: tests/tasks/test_case_studies.py and
-        # test_edge_cases.py run the full stages on a copy of this run
-        overrides=[
-            # a tiny search without EASE (its real-data path is tested in tests/tasks): these tests
-            # are about the pipeline, not the search
-            "tuning.n_trials=2",
-            "tuning.max_validation_users=200",
-            'tuning.models=["als","item_knn"]',
-            'tuning.baselines=["popularity","item_knn","als"]',
-            "case_studies.n_cases=8",
-            'edge_cases.only=["duplicate_ratings","single_rating_user","unknown_genre_or_provider",'
-            '"identical_scores_order","tiny_time_budget","memory_budget_respected"]',
-        ],
+    prof = load_profile("ml-latest-small", RUN_OVERRIDES, environ={})
+    run = new_run_dir(tmp_path_factory.mktemp("ranking-run"), prof.name)
+    write_text(prof.to_toml(), run, "profile.toml")
+    rd = str(run)
+    seed = prof.run.seed
+    facts: dict[str, dict] = {}
+    seconds: dict[str, float] = {}
+
+    def stage(name, fn, *args, **kwargs):
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        seconds[name] = round(time.perf_counter() - start, 2)
+        facts[name] = out.get("facts", {})
+        return out["artifacts"]
+
+    ing = stage("ingest", ingest_core, prof, str(ml_small_dir), rd)
+    spl = stage("split", split_core, str(ing["ratings"].path), prof.split, seed, rd)
+    feat = stage(
+        "features",
+        features_core,
+        str(ing["movies"].path),
+        str(spl["train"].path),
+        prof.content,
+        seed,
+        rd,
     )
-    return {**summary, "artifacts_root": str(root)}
+    shared = {k: spl[k] for k in ("train_fit", "validation", "cohorts")}
+    refs = {**feat, **shared, "movies": ing["movies"]}
+    tun = stage(
+        "tuning",
+        tuning_core,
+        rd,
+        refs,
+        prof.tuning,
+        prof.collab,
+        prof.candidates,
+        prof.policy,
+        prof.split,
+        prof.content,
+        seed,
+    )
+    col = stage(
+        "collaborative",
+        collab_core,
+        str(spl["train"].path),
+        str(spl["cohorts"].path),
+        str(ing["movies"].path),
+        str(tun["policy"].path),
+        str(tun["baselines"].path),
+        prof.collab,
+        seed,
+        rd,
+    )
+    stage("candidates", candidates_core, rd, prof.candidates, seed)
+    split_refs = {k: spl[k] for k in ("train", "test", "cohorts", "dropped_history")}
+    eval_refs = {
+        **feat,
+        **col,
+        "policy": tun["policy"],
+        "baselines": tun["baselines"],
+        **split_refs,
+        "movies": ing["movies"],
+    }
+    stage(
+        "evaluation",
+        evaluation_core,
+        rd,
+        eval_refs,
+        prof.eval,
+        prof.candidates,
+        prof.policy,
+        prof.split,
+        prof.content,
+        prof.signoff.min_lift,
+        seed,
+        reports=False,
+    )
+    return {"run_dir": Path(rd), "profile": prof, "facts": facts, "seconds": seconds}

@@ -44,20 +44,6 @@ WORSE = {
 }
 
 
-@pytest.fixture(scope="session", autouse=True)
-def shared_validation_cache(tmp_path_factory) -> Path:
-    """One inventory validation cache for every run of the flow tests (and their `movierec`
-    subprocesses): the runs of different artifacts roots write many identical files."""
-    folder = tmp_path_factory.mktemp("validation-cache")
-    old = os.environ.get("MOVIEREC_VALIDATION_CACHE")
-    os.environ["MOVIEREC_VALIDATION_CACHE"] = str(folder)
-    yield folder
-    if old is None:
-        os.environ.pop("MOVIEREC_VALIDATION_CACHE", None)
-    else:
-        os.environ["MOVIEREC_VALIDATION_CACHE"] = old
-
-
 @dataclass(frozen=True)
 class PrefectServer:
     url: str  # the UI, e.g. http://127.0.0.1:PORT

@@ -3,8 +3,8 @@
 Every case must end with exit code 2, one short message on stderr that names the problem (the file,
 the column or the setting) and the fix, no traceback, and the previous complete run untouched
 (same bytes in every file of it, same ``LATEST``). The data cases are variants of the real
-ml-latest-small files; the previous complete run is a hard-linked copy of the session's
-``ml_pipeline_run``. The subprocesses record to the session's Prefect test server
+ml-latest-small files; the previous complete run is a hard-linked copy of the session's real
+run ``ml_ranking_run`` (marked complete: ``LATEST`` names it). The subprocesses record to the session's Prefect test server
 (``prefect_api_env``), so a case that fails inside the flow costs a few seconds, not a server start.
 (tests/flows/test_cli.py has the in-process ingest cases: missing column, non-numeric and
 out-of-range ratings, duplicates, unknown movie, empty ratings file, invalid UTF-8.)
@@ -258,12 +258,16 @@ def _snapshot(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def previous_run(ml_pipeline_run, tmp_path_factory) -> tuple[Path, Path]:
-    """A hard-linked copy of the session's complete ml-latest-small run: (artifacts root, run dir)."""
-    src = Path(ml_pipeline_run["artifacts_root"])
+def previous_run(ml_ranking_run, tmp_path_factory) -> tuple[Path, Path]:
+    """A hard-linked copy of the session's ml-latest-small run, the profile's newest complete run:
+    (artifacts root, run dir)."""
+    from tasks.io import mark_run_complete
+
+    src = Path(ml_ranking_run["run_dir"])
     root = tmp_path_factory.mktemp("battery") / "artifacts"
-    shutil.copytree(src, root, symlinks=True, copy_function=os.link)
-    run_dir = root / PROFILE / Path(ml_pipeline_run["run_dir"]).name
+    run_dir = root / PROFILE / src.name
+    shutil.copytree(src, run_dir, symlinks=True, copy_function=os.link)
+    mark_run_complete(run_dir)
     assert (root / PROFILE / "LATEST").read_text().strip() == run_dir.name
     return root, run_dir
 

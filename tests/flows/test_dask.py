@@ -60,22 +60,27 @@ def _assert_all_batches_came_from_dask(run_dir: str) -> None:
     assert facts["batches_computed"] == 0
 
 
-def test_local_dask_cluster_gives_the_thread_runners_metrics(thread_run):
-    root, baseline = thread_run
-    summary = recommender_pipeline(
-        profile="ci",
-        overrides=[
-            *SMALL_BATCHES,
-            "eval.batch_size=149",
-            "run.runner=dask",
-            "run.dask_workers=2",
-        ],
-        artifacts_root=str(root),
+def test_without_an_address_the_run_starts_a_local_cluster_of_single_threaded_workers():
+    """The cluster a run starts when the profile names none (the run itself is exercised with a
+    cluster given by address below: the batches and their parts are the same code)."""
+    from flows.dask_batches import dask_task_runner
+    from tasks.profile import load_profile
+
+    runner = dask_task_runner(
+        load_profile("ci", ["run.runner=dask", "run.dask_workers=3"], environ={})
     )
-    _assert_all_batches_came_from_dask(summary["run_dir"])
-    assert _stage(summary["run_dir"], "candidates")["cached"] is True
-    pd.testing.assert_frame_equal(_metrics(summary["run_dir"]), _metrics(baseline["run_dir"]))
-    assert summary["headline"] == baseline["headline"]
+    kwargs = runner.cluster_kwargs
+    assert (
+        kwargs["n_workers"] == 3
+        and kwargs["threads_per_worker"] == 1
+        and kwargs["processes"] is True
+    )
+    address = dask_task_runner(
+        load_profile(
+            "ci", ["run.runner=dask", 'run.runner_address="tcp://10.0.0.5:8786"'], environ={}
+        )
+    )
+    assert address.address == "tcp://10.0.0.5:8786"
 
 
 def test_an_existing_cluster_given_by_address(thread_run):

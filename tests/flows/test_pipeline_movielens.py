@@ -1,5 +1,6 @@
-"""The pipeline on the real ml-latest-small sample: real users get valid, unseen recommendations,
-and the served list is the evaluated list."""
+"""A run on the real ml-latest-small sample (the session's ``ml_ranking_run``, built by the stage
+cores): real users get valid, unseen recommendations, filters relax at most two steps, and the
+served list is the evaluated list."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def ml_small_run(ml_pipeline_run) -> Path:
-    return Path(ml_pipeline_run["run_dir"])
+def ml_small_run(ml_ranking_run) -> Path:
+    return Path(ml_ranking_run["run_dir"])
 
 
 def test_known_facts_of_ml_latest_small(ml_small_run):
