@@ -34,7 +34,7 @@ demo: $(STAMP)
 	$(BIN)/movierec run --profile demo || test $$? -eq 1
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check flows tasks tests scripts

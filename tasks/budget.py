@@ -22,11 +22,13 @@ allocate). The parent polls the child's RSS (``/proc/<pid>/status``, every
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import pickle
 import resource
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -198,6 +200,11 @@ def _start_pending_preload() -> None:
     importer, _pending_preload = _pending_preload, None
 
     def run() -> None:
+        if sys.platform.startswith("linux"):  # a thread is a task there: lowest CPU priority, so
+            # the stage child (and, on a busy machine, everything else) goes first; a run that
+            # fails early exits without having paid for imports it never needed
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         try:
             importer()
         except Exception:  # noqa: BLE001 - a preload is an optimisation: the stages import anyway

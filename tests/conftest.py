@@ -32,6 +32,43 @@ def pytest_runtest_setup(item) -> None:
         os.environ.pop("MOVIEREC_VALIDATION_CACHE", None)
 
 
+#: Costly session fixtures (and the fixtures built on them): under ``make test`` (pytest-xdist,
+#: ``--dist loadfile``) the test files that use one of them run in one worker, so it is built once.
+SHARED_FIXTURES = {
+    "ci_pipeline_run": ("ci_pipeline_run",),
+    "prefect_server": ("prefect_server", "deployment_runs"),
+    "ml_ranking_run": ("ml_ranking_run", "real_context", "inventoried_run", "run_view"),
+}
+
+
+def shared_fixture_of(path: Path) -> str | None:
+    """The first :data:`SHARED_FIXTURES` group whose fixture names appear in the file ``path``."""
+    import re
+
+    text = path.read_text(encoding="utf-8") if path.suffix == ".py" and path.exists() else ""
+    for group, names in SHARED_FIXTURES.items():
+        if any(re.search(rf"\b{name}\b", text) for name in names):
+            return group
+    return None
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` where the files sharing a costly session fixture are one scope.
+
+    (xdist's ``loadgroup`` marks do not reach the scheduler under pytest 9: xdist rewrites
+    ``item._nodeid``, which pytest 9 no longer reads.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedFixtureScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return shared_fixture_of(config.rootpath / path) or path
+
+    return SharedFixtureScheduling(config, log)
+
+
 ML_LATEST_SMALL = Path(
     os.environ.get(
         "MOVIEREC_ML_LATEST_SMALL", REPO_ROOT.parent / "shared" / "data" / "ml-latest-small"
@@ -55,7 +92,7 @@ def prefect_harness(tmp_path_factory):
     """One temporary Prefect server (SQLite) for every flow test of the session (~7 s once)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=600):
         yield
 
 

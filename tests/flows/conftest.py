@@ -121,7 +121,7 @@ def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 600
         while True:
             try:
                 if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
@@ -158,7 +158,7 @@ def served(prefect_server: PrefectServer, artifacts_root: Path) -> Iterator[subp
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 600
         names = {"recommender-pipeline", "nightly-reevaluation", "handoff"}
         while True:
             found = {
@@ -177,7 +177,7 @@ def served(prefect_server: PrefectServer, artifacts_root: Path) -> Iterator[subp
 
 
 def run_deployment_and_wait(
-    server: PrefectServer, deployment: str, parameters: dict[str, Any], timeout: float = 180
+    server: PrefectServer, deployment: str, parameters: dict[str, Any], timeout: float = 1200
 ) -> dict[str, Any]:
     """Create a flow run of ``flow/deployment`` through the REST API and wait for a final state."""
     dep = server.api("get", f"/deployments/name/{deployment}")

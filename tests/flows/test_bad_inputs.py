@@ -279,7 +279,7 @@ def _movierec(case: Case, env: dict[str, str]) -> subprocess.CompletedProcess:
         text=True,
         env={**env, **(case.env or {})},
         cwd=REPO,
-        timeout=180,
+        timeout=900,
     )
 
 

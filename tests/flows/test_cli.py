@@ -115,7 +115,7 @@ def test_subprocess_bad_input_prints_no_traceback(prefect_api_env, tmp_path):
         text=True,
         env=prefect_api_env,
         cwd=Path(__file__).resolve().parents[2],
-        timeout=300,
+        timeout=900,
     )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and "Traceback" not in result.stdout, result.stderr

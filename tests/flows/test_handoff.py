@@ -138,7 +138,7 @@ def test_a_bad_set_exits_2_naming_it_before_anything_runs(run_copy, prefect_api_
         text=True,
         env=prefect_api_env,
         cwd=REPO_ROOT,
-        timeout=120,
+        timeout=900,
     )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr + result.stdout

@@ -46,7 +46,7 @@ def _browse(chromium: str, tmp: Path, *args: str) -> subprocess.CompletedProcess
     return subprocess.run(
         [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
         capture_output=True,
-        timeout=90,
+        timeout=600,
     )
 
 
