@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,22 +16,28 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-#: One inventory validation cache for the flow tests' runs (and their `movierec` subprocesses):
-#: runs of different artifacts roots write many identical files. Unset for tests/tasks, whose
-#: inventory tests check where the cache lives and what it holds.
-_SHARED_CACHE: list[str] = []
+#: One inventory validation cache for the flow tests' runs (and their `movierec` subprocesses),
+#: shared by the xdist workers of one ``make test`` (entries are written atomically and keyed by
+#: content): runs of different artifacts roots write many identical files. Unset for tests/tasks,
+#: whose inventory tests check where the cache lives and what it holds. Named after the
+#: controller's pid (an xdist worker is its child) and removed by it at session end.
+_SHARED_CACHE = Path(tempfile.gettempdir()) / (
+    f"movierec-test-validation-cache-{os.getppid() if os.environ.get('PYTEST_XDIST_WORKER') else os.getpid()}"
+)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item) -> None:
     if "tests/flows/" in str(item.path):
-        if not _SHARED_CACHE:
-            import tempfile
-
-            _SHARED_CACHE.append(tempfile.mkdtemp(prefix="movierec-test-validation-cache-"))
-        os.environ["MOVIEREC_VALIDATION_CACHE"] = _SHARED_CACHE[0]
+        _SHARED_CACHE.mkdir(exist_ok=True)
+        os.environ["MOVIEREC_VALIDATION_CACHE"] = str(_SHARED_CACHE)
     else:
         os.environ.pop("MOVIEREC_VALIDATION_CACHE", None)
+
+
+def pytest_sessionfinish(session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the controller (or a run without xdist)
+        shutil.rmtree(_SHARED_CACHE, ignore_errors=True)
 
 
 #: Costly session fixtures (and the fixtures built on them): under ``make test`` (pytest-xdist,
@@ -38,6 +46,7 @@ SHARED_FIXTURES = {
     "ci_pipeline_run": ("ci_pipeline_run",),
     "prefect_server": ("prefect_server", "deployment_runs"),
     "ml_ranking_run": ("ml_ranking_run", "real_context", "inventoried_run", "run_view"),
+    "heavy_eval_run": ("heavy_eval_run",),
 }
 
 

@@ -229,3 +229,44 @@ def ci_pipeline_run(prefect_harness, tmp_path_factory) -> tuple[Path, dict]:
 
     root = tmp_path_factory.mktemp("ci-artifacts")
     return root, recommender_pipeline(profile="ci", artifacts_root=str(root))
+
+
+@dataclass(frozen=True)
+class HeavyEvalRun:
+    """An uninterrupted ci run whose evaluation has many batches, computed from scratch."""
+
+    root: Path  # its artifacts root (the tests add runs to it; LATEST moves)
+    run_dir: Path
+    canary: dict[str, str]  # secret-like environment values set while it computed
+    started: float  # time.time() when it started
+
+
+@pytest.fixture(scope="session")
+def heavy_eval_run(prefect_harness, tmp_path_factory) -> HeavyEvalRun:
+    """The ci profile with batches of 70 users (about 17 batches: a run can be caught in the middle
+    of its evaluation), computed from scratch with canary secrets in the environment. Shared by
+    tests/flows/test_reliability.py (kill and resume, budgets, two runs, no environment values in
+    a run) and tests/flows/test_dask.py (the same batches on a Dask cluster); later runs change
+    ``eval.batch_size`` by one user, so the evaluation computes again with the same numbers while
+    the upstream stages come from cache."""
+    import secrets
+
+    from flows.pipeline import recommender_pipeline
+
+    root = tmp_path_factory.mktemp("heavy-eval")
+    canary_value = f"canary-{secrets.token_hex(16)}"
+    canary = {"MOVIEREC_TEST_SECRET": canary_value, "AWS_SECRET_ACCESS_KEY": canary_value[::-1]}
+    saved = {k: os.environ.get(k) for k in canary}
+    started = time.time()
+    os.environ.update(canary)
+    try:
+        summary = recommender_pipeline(
+            profile="ci", overrides=["eval.batch_size=70"], artifacts_root=str(root)
+        )
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return HeavyEvalRun(root, Path(summary["run_dir"]), canary, started)

@@ -1,8 +1,9 @@
 """runner = "dask": the evaluation batches run on a Dask cluster and give the default runner's metrics.
 
-One artifacts root for the module: a default (thread) run first, then Dask runs that change only
-``eval.batch_size`` by one user (part of the batch checkpoint key and the evaluation cache key; a
-user's lists do not depend on the batching), so the upstream stages come from cache and every
+The default (thread) run is the session's ``heavy_eval_run`` (tests/flows/conftest.py: the ci
+profile in batches of 70 users, shared with tests/flows/test_reliability.py). The Dask run changes
+only ``eval.batch_size`` by one user (part of the batch checkpoint key and the evaluation cache key;
+a user's lists do not depend on the batching), so the upstream stages come from cache and every
 batch is computed again - by the Dask workers this time.
 """
 
@@ -18,15 +19,8 @@ from flows.pipeline import recommender_pipeline
 
 pytestmark = pytest.mark.slow
 
-# a smaller ci: about 760 evaluated users in batches of 150 -> 6 batches; few cases and scenarios
-SMALL_BATCHES = [
-    "synthetic.n_users=800",
-    "synthetic.n_movies=600",
-    "synthetic.n_ratings=48000",
-    "eval.batch_size=150",
-    "case_studies.n_cases=2",
-    'edge_cases.only=["single_rating_user"]',
-]
+#: one user more per batch than the shared run and than every reliability test (70-73)
+DASK_BATCH_SIZE = 74
 
 
 def _evaluation_facts(run_dir: str) -> dict:
@@ -41,15 +35,6 @@ def _metrics(run_dir: str) -> pd.DataFrame:
 def _stage(run_dir: str, name: str) -> dict:
     stages = json.loads((Path(run_dir) / "logs" / "stages.json").read_text())["stages"]
     return next(s for s in stages if s["stage"] == name)
-
-
-@pytest.fixture(scope="module")
-def thread_run(prefect_harness, tmp_path_factory):
-    root = tmp_path_factory.mktemp("dask-artifacts")
-    summary = recommender_pipeline(profile="ci", overrides=SMALL_BATCHES, artifacts_root=str(root))
-    facts = _evaluation_facts(summary["run_dir"])
-    assert facts["batches"] >= 4 and facts["batches_computed"] == facts["batches"]
-    return root, summary
 
 
 def _assert_all_batches_came_from_dask(run_dir: str) -> None:
@@ -83,18 +68,17 @@ def test_without_an_address_the_run_starts_a_local_cluster_of_single_threaded_wo
     assert address.address == "tcp://10.0.0.5:8786"
 
 
-def test_an_existing_cluster_given_by_address(thread_run):
+def test_an_existing_cluster_given_by_address(heavy_eval_run):
     from distributed import Client, LocalCluster
 
-    root, baseline = thread_run
+    root, baseline = heavy_eval_run.root, str(heavy_eval_run.run_dir)
     with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster:
         summary = recommender_pipeline(
             profile="ci",
             overrides=[
-                *SMALL_BATCHES,
-                "eval.batch_size=151",
+                f"eval.batch_size={DASK_BATCH_SIZE}",
                 "run.runner=dask",
                 f'run.runner_address="{cluster.scheduler_address}"',
             ],
@@ -107,4 +91,4 @@ def test_an_existing_cluster_given_by_address(thread_run):
             )
     assert sum(loaded.values()) >= 1, loaded
     _assert_all_batches_came_from_dask(summary["run_dir"])
-    pd.testing.assert_frame_equal(_metrics(summary["run_dir"]), _metrics(baseline["run_dir"]))
+    pd.testing.assert_frame_equal(_metrics(summary["run_dir"]), _metrics(baseline))

@@ -1,12 +1,13 @@
 """Reliability of `movierec run` as a process: SIGKILL and resume, time budgets, two runs at once,
 and no environment values in a run directory.
 
-One artifacts root for the module. ``reference`` is an uninterrupted run with a heavier evaluation
-(batches of 70 users: about 17 batches) so a run can be caught in the middle of it. Later runs
-change ``eval.batch_size`` by one user (part of the batch checkpoint key and the evaluation's
-cache key; a user's lists and metrics do not depend on the batching), which makes the
-evaluation compute again with the same numbers while the upstream stages come from cache. The `movierec` subprocesses
-record to the session's Prefect test server (``prefect_api_env``).
+``reference`` is the session's ``heavy_eval_run`` (tests/flows/conftest.py): an uninterrupted run
+with a heavier evaluation (batches of 70 users: about 17 batches) so a run can be caught in the
+middle of it, in an artifacts root that tests/flows/test_dask.py shares. Later runs change
+``eval.batch_size`` by one user (part of the batch checkpoint key and the evaluation's cache key;
+a user's lists and metrics do not depend on the batching), which makes the evaluation compute
+again with the same numbers while the upstream stages come from cache. The `movierec`
+subprocesses record to the session's Prefect test server (``prefect_api_env``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import signal
 import subprocess
 import sys
@@ -28,15 +28,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from flows.pipeline import recommender_pipeline
-
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY_EVAL = ["eval.batch_size=71"]
 UPSTREAM = ("ingest", "split", "features", "tuning", "collaborative", "candidates")
-#: Canary environment values set while the reference run computed (see the ``reference`` fixture).
-CANARY: dict = {}
 TEMPORARY = re.compile(r"^\..+\.tmp-\d+-[0-9a-f]+$")  # tasks.io.atomic_path's temporary names
 
 
@@ -183,43 +179,17 @@ def _assert_status_complete(run_dir: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(prefect_harness, tmp_path_factory) -> tuple[Path, Path]:
-    """(artifacts root, run dir) of an uninterrupted run with the heavy evaluation."""
-    root = tmp_path_factory.mktemp("reliability")
-    # canary secrets in the environment of this run (every stage computes here, nothing is cached):
-    # test_no_environment_value_lands_in_a_run_directory scans what it wrote for them
-    canary = f"canary-{secrets.token_hex(16)}"
-    CANARY.update(
-        {
-            "MOVIEREC_TEST_SECRET": canary,
-            "AWS_SECRET_ACCESS_KEY": canary[::-1],
-            "started": time.time(),
-        }
-    )
-    saved = {k: os.environ.get(k) for k in ("MOVIEREC_TEST_SECRET", "AWS_SECRET_ACCESS_KEY")}
-    os.environ.update({"MOVIEREC_TEST_SECRET": canary, "AWS_SECRET_ACCESS_KEY": canary[::-1]})
-    try:
-        summary = recommender_pipeline(
-            profile="ci",
-            overrides=["eval.batch_size=70"],
-            artifacts_root=str(root),
-        )
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    run_dir = Path(summary["run_dir"])
-    assert _facts(run_dir)["batches"] >= 15
-    return root, run_dir
+def reference(heavy_eval_run) -> tuple[Path, Path]:
+    """(artifacts root, run dir) of the session's uninterrupted run with the heavy evaluation."""
+    assert _facts(heavy_eval_run.run_dir)["batches"] >= 15
+    return heavy_eval_run.root, heavy_eval_run.run_dir
 
 
 # ---------------------------------------------------------------------------------------------
 def test_sigkill_in_the_middle_of_evaluation_then_resume(reference, prefect_api_env):
     root, reference_run = reference
     latest_before, runs_before, parts_before = _latest(root), _run_dirs(root), _part_files(root)
-    assert latest_before == reference_run.name
+    assert latest_before is not None  # the reference (or a later complete run of the root)
 
     run = Movierec(root, HEAVY_EVAL, prefect_api_env)  # another batch size: a new checkpoint key
     deadline = time.monotonic() + 900
@@ -330,10 +300,11 @@ def test_two_runs_at_once_on_one_artifacts_root(reference, prefect_api_env):
     _assert_status_complete(root / "ci" / _latest(root))
 
 
-def test_no_environment_value_lands_in_a_run_directory(reference, prefect_api_env):
-    root, run_dir = reference  # computed from scratch with canary secrets in its environment
-    canary, started = CANARY["MOVIEREC_TEST_SECRET"], CANARY["started"]
-    env = {**prefect_api_env, **{k: v for k, v in CANARY.items() if k != "started"}}
+def test_no_environment_value_lands_in_a_run_directory(heavy_eval_run, prefect_api_env):
+    # computed from scratch with canary secrets in its environment
+    root, run_dir = heavy_eval_run.root, heavy_eval_run.run_dir
+    canary, started = heavy_eval_run.canary["MOVIEREC_TEST_SECRET"], heavy_eval_run.started
+    env = {**prefect_api_env, **heavy_eval_run.canary}
     results = [
         p
         for p in (root / ".prefect-results").rglob("*")
