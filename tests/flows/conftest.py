@@ -256,17 +256,11 @@ def heavy_eval_run(prefect_harness, tmp_path_factory) -> HeavyEvalRun:
     root = tmp_path_factory.mktemp("heavy-eval")
     canary_value = f"canary-{secrets.token_hex(16)}"
     canary = {"MOVIEREC_TEST_SECRET": canary_value, "AWS_SECRET_ACCESS_KEY": canary_value[::-1]}
-    saved = {k: os.environ.get(k) for k in canary}
     started = time.time()
-    os.environ.update(canary)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in canary.items():
+            patch.setenv(key, value)
         summary = recommender_pipeline(
             profile="ci", overrides=["eval.batch_size=70"], artifacts_root=str(root)
         )
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return HeavyEvalRun(root, Path(summary["run_dir"]), canary, started)

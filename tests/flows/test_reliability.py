@@ -189,7 +189,7 @@ def reference(heavy_eval_run) -> tuple[Path, Path]:
 def test_sigkill_in_the_middle_of_evaluation_then_resume(reference, prefect_api_env):
     root, reference_run = reference
     latest_before, runs_before, parts_before = _latest(root), _run_dirs(root), _part_files(root)
-    assert latest_before is not None  # the reference (or a later complete run of the root)
+    _assert_status_complete(root / "ci" / latest_before)  # the reference or a later complete run
 
     run = Movierec(root, HEAVY_EVAL, prefect_api_env)  # another batch size: a new checkpoint key
     deadline = time.monotonic() + 900
