@@ -146,8 +146,22 @@ def report_progress(fraction: float, message: str = "") -> None:
             pass
 
 
-def _child(conn, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+def _stop_at(deadline: float) -> None:
+    """In a stage child: the kernel ends this process at ``deadline`` (``time.monotonic()``) with
+    SIGALRM, whatever the parent is doing - the parent's watchdog loop also stops it, but that loop
+    shares its process with the flow's logging and a background import, and was seen noticing a
+    3 s budget only after 9.8 s on a busy machine. Timers are not inherited by forked children: a
+    nested budget sets its own."""
+    remaining = deadline - time.monotonic()
+    if remaining > 1e7:  # no real budget
+        return
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)  # SIGALRM's default action: terminate
+    signal.setitimer(signal.ITIMER_REAL, max(remaining, 0.001))
+
+
+def _child(conn, fn: Callable[..., Any], args: tuple, kwargs: dict, deadline: float) -> None:
     global _progress_conn
+    _stop_at(deadline)
     _progress_conn = conn
     start_rss = current_rss_bytes() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     # budgets nest: multiprocessing refuses children of a daemonic process, and this child is
@@ -173,17 +187,27 @@ def _child(conn, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
 
 
 #: Libraries to import in this process after the next stage child has started (see
-#: :func:`preload_after_next_start`), and the thread importing them.
+#: :func:`preload_after_next_start`), and the thread importing them (or those of
+#: :func:`preload_now`).
 _pending_preload: Callable[[], None] | None = None
 _preload_thread: threading.Thread | None = None
 
 
+def preload_now(importer: Callable[[], None]) -> None:
+    """Import what (nearly) every stage child needs in THIS process, in the background from now
+    on, so the children inherit it instead of importing it each: the next fork waits for it
+    (:func:`_join_preload`), which costs that child nothing it would not have spent importing."""
+    global _preload_thread
+    _join_preload()
+    _preload_thread = _importer_thread(importer)
+
+
 def preload_after_next_start(importer: Callable[[], None]) -> None:
     """Import heavy libraries in THIS process in the background, starting right after the next
-    stage child is forked, so later children inherit them instead of importing them each (about
-    4 s for Great Expectations alone) - without making the first stage wait for them, and without
-    forking while a thread imports (a child could inherit a held import lock): every fork waits
-    for the import to finish first (:func:`_join_preload`)."""
+    stage child is forked, so later children inherit them instead of importing them each -
+    without making that child wait for them, and without forking while a thread imports (a child
+    could inherit a held import lock): every fork waits for the import to finish first
+    (:func:`_join_preload`)."""
     global _pending_preload
     _pending_preload = importer
 
@@ -193,16 +217,10 @@ def _join_preload() -> None:
         _preload_thread.join()
 
 
-def _start_pending_preload() -> None:
-    global _pending_preload, _preload_thread
-    if _pending_preload is None:
-        return
-    importer, _pending_preload = _pending_preload, None
-
+def _importer_thread(importer: Callable[[], None]) -> threading.Thread:
     def run() -> None:
         if sys.platform.startswith("linux"):  # a thread is a task there: lowest CPU priority, so
-            # the stage child (and, on a busy machine, everything else) goes first; a run that
-            # fails early exits without having paid for imports it never needed
+            # the stage child (and, on a busy machine, everything else) goes first
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         try:
@@ -210,8 +228,17 @@ def _start_pending_preload() -> None:
         except Exception:  # noqa: BLE001 - a preload is an optimisation: the stages import anyway
             pass
 
-    _preload_thread = threading.Thread(target=run, name="movierec-preload", daemon=True)
-    _preload_thread.start()
+    thread = threading.Thread(target=run, name="movierec-preload", daemon=True)
+    thread.start()
+    return thread
+
+
+def _start_pending_preload() -> None:
+    global _pending_preload, _preload_thread
+    if _pending_preload is None:
+        return
+    importer, _pending_preload = _pending_preload, None
+    _preload_thread = _importer_thread(importer)
 
 
 def run_with_budget(
@@ -234,11 +261,11 @@ def run_with_budget(
     parent_conn, child_conn = ctx.Pipe(duplex=False)
     _join_preload()  # never fork while the background preload thread is importing
     start = time.monotonic()
-    proc = ctx.Process(target=_child, args=(child_conn, fn, args, kwargs), daemon=True)
+    deadline = start + budget_seconds
+    proc = ctx.Process(target=_child, args=(child_conn, fn, args, kwargs, deadline), daemon=True)
     proc.start()
     child_conn.close()
     _start_pending_preload()
-    deadline = start + budget_seconds
     limit = None if memory_budget_mb is None else float(memory_budget_mb) * 2**20
     start_rss: int | None = None
     interval = 0.5 if limit is None else MEMORY_POLL_SECONDS
@@ -246,7 +273,9 @@ def run_with_budget(
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise StageTimeout(stage, budget_seconds, time.monotonic() - start)
+                proc.join(0.5)  # its own timer stopped it at the deadline (or is about to)
+                stopped = budget_seconds if proc.exitcode == -signal.SIGALRM else None
+                raise StageTimeout(stage, budget_seconds, stopped or time.monotonic() - start)
             if limit is not None and start_rss is not None:
                 grown = current_rss_bytes(proc.pid) - start_rss
                 if grown > limit:
@@ -256,6 +285,8 @@ def run_with_budget(
                     message = parent_conn.recv()
                 except EOFError:
                     proc.join(5)
+                    if proc.exitcode == -signal.SIGALRM:  # its own timer: the budget ran out
+                        raise StageTimeout(stage, budget_seconds, budget_seconds) from None
                     raise StageFailed(
                         f"stage '{stage}' stopped without a result (exit code {proc.exitcode}); "
                         "it was probably killed for using too much memory. Check `dmesg`, or use a "
@@ -283,6 +314,8 @@ def run_with_budget(
                     exc.add_note(f"(raised in stage '{stage}'; child traceback follows)\n{tb}")
                 raise exc
             elif not proc.is_alive() and not parent_conn.poll(0):
+                if proc.exitcode == -signal.SIGALRM:  # its own timer: the budget ran out
+                    raise StageTimeout(stage, budget_seconds, budget_seconds)
                 raise StageFailed(
                     f"stage '{stage}' exited with code {proc.exitcode} before returning a result; "
                     "it was probably killed for using too much memory."

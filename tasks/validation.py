@@ -161,14 +161,23 @@ def _run_gx(
     try:
         ids = [exp.id for exp in suite.expectations]
         definition = gx.ValidationDefinition(name=suite_name, data=batch_definition, suite=suite)
-        result = definition.run(
-            batch_parameters={"dataframe": df},
-            expectation_parameters=parameters,
-            result_format={
-                "result_format": "SUMMARY",
-                "partial_unexpected_count": max(max_examples, 1),
-            },
-        )
+
+        def run(result_format: str) -> Any:
+            return definition.run(
+                batch_parameters={"dataframe": df},
+                expectation_parameters=parameters,
+                result_format={
+                    "result_format": result_format,
+                    "partial_unexpected_count": max(max_examples, 1),
+                },
+            )
+
+        # BASIC (counts, observed values, a few unexpected values) is what a pass needs; the row
+        # labels of the examples (SUMMARY) only a failure: GX builds about twice the metrics for
+        # SUMMARY (0.27 s against 0.15 s for 8 expectations on 100k rows), and failures are rare.
+        result = run("BASIC")
+        if not result.success:
+            result = run("SUMMARY")
     finally:
         context.suites.delete(suite_name)
     # GX does not keep the suite's order in its results: match them back by expectation id

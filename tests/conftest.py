@@ -43,10 +43,9 @@ def pytest_sessionfinish(session) -> None:
 #: Costly session fixtures (and the fixtures built on them): under ``make test`` (pytest-xdist,
 #: ``--dist loadfile``) the test files that use one of them run in one worker, so it is built once.
 SHARED_FIXTURES = {
-    "ci_pipeline_run": ("ci_pipeline_run",),
     "prefect_server": ("prefect_server", "deployment_runs"),
     "ml_ranking_run": ("ml_ranking_run", "real_context", "inventoried_run", "run_view"),
-    "heavy_eval_run": ("heavy_eval_run",),
+    "heavy_eval_run": ("heavy_eval_run", "ci_pipeline_run"),
 }
 
 

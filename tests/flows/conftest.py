@@ -220,35 +220,29 @@ def deployment_runs(prefect_server: PrefectServer, served, artifacts_root: Path)
     }
 
 
-@pytest.fixture(scope="session")
-def ci_pipeline_run(prefect_harness, tmp_path_factory) -> tuple[Path, dict]:
-    """One pipeline run on the ci profile, shared by the flow tests of the session: ``(artifacts
-    root, flow summary)``. tests/flows/test_pipeline.py re-runs in that root (cache behaviour);
-    other tests copy the run directory before they change anything in it."""
-    from flows.pipeline import recommender_pipeline
-
-    root = tmp_path_factory.mktemp("ci-artifacts")
-    return root, recommender_pipeline(profile="ci", artifacts_root=str(root))
-
-
 @dataclass(frozen=True)
 class HeavyEvalRun:
     """An uninterrupted ci run whose evaluation has many batches, computed from scratch."""
 
     root: Path  # its artifacts root (the tests add runs to it; LATEST moves)
     run_dir: Path
+    overrides: list[str]  # its settings on top of the ci profile (a re-run that hits its cache)
+    summary: dict  # what recommender_pipeline returned
+    latest_after: str | None  # the name in <root>/ci/LATEST right after it finished
     canary: dict[str, str]  # secret-like environment values set while it computed
     started: float  # time.time() when it started
 
 
 @pytest.fixture(scope="session")
 def heavy_eval_run(prefect_harness, tmp_path_factory) -> HeavyEvalRun:
-    """The ci profile with batches of 70 users (about 17 batches: a run can be caught in the middle
-    of its evaluation), computed from scratch with canary secrets in the environment. Shared by
-    tests/flows/test_reliability.py (kill and resume, budgets, two runs, no environment values in
-    a run) and tests/flows/test_dask.py (the same batches on a Dask cluster); later runs change
-    ``eval.batch_size`` by one user, so the evaluation computes again with the same numbers while
-    the upstream stages come from cache."""
+    """The session's one from-scratch ci run: the ci profile with batches of 70 users (about 17
+    batches: a run can be caught in the middle of its evaluation), with canary secrets in the
+    environment. Shared by tests/flows/test_pipeline.py and test_handoff.py (through
+    ``ci_pipeline_run``: re-runs in its root, cache behaviour, hand-off), test_reliability.py (kill
+    and resume, budgets, two runs, no environment values in a run) and test_dask.py (the same
+    batches on a Dask cluster). Those change ``eval.batch_size`` by one user, so the evaluation
+    computes again with the same numbers while the upstream stages come from cache; the tests of
+    this group run in one xdist worker, one after another (tests/conftest.py)."""
     import secrets
 
     from flows.pipeline import recommender_pipeline
@@ -257,10 +251,21 @@ def heavy_eval_run(prefect_harness, tmp_path_factory) -> HeavyEvalRun:
     canary_value = f"canary-{secrets.token_hex(16)}"
     canary = {"MOVIEREC_TEST_SECRET": canary_value, "AWS_SECRET_ACCESS_KEY": canary_value[::-1]}
     started = time.time()
+    overrides = ["eval.batch_size=70"]
     with pytest.MonkeyPatch.context() as patch:
         for key, value in canary.items():
             patch.setenv(key, value)
-        summary = recommender_pipeline(
-            profile="ci", overrides=["eval.batch_size=70"], artifacts_root=str(root)
-        )
-    return HeavyEvalRun(root, Path(summary["run_dir"]), canary, started)
+        summary = recommender_pipeline(profile="ci", overrides=overrides, artifacts_root=str(root))
+    latest = root / "ci" / "LATEST"
+    latest_after = latest.read_text().strip() if latest.exists() else None
+    return HeavyEvalRun(
+        root, Path(summary["run_dir"]), overrides, summary, latest_after, canary, started
+    )
+
+
+@pytest.fixture(scope="session")
+def ci_pipeline_run(heavy_eval_run) -> tuple[Path, dict]:
+    """The session's ci run as ``(artifacts root, flow summary)`` for tests/flows/test_pipeline.py
+    (re-runs in that root with ``heavy_eval_run.overrides``: cache behaviour) and test_handoff.py
+    (which copies the run directory before it changes anything in it)."""
+    return heavy_eval_run.root, heavy_eval_run.summary

@@ -73,7 +73,7 @@ def test_an_existing_cluster_given_by_address(heavy_eval_run):
 
     root, baseline = heavy_eval_run.root, str(heavy_eval_run.run_dir)
     with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster:
         summary = recommender_pipeline(
             profile="ci",

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from flows.pipeline import PIPELINE_STAGES, recommender_pipeline
-from tasks.io import latest_run
 
 pytestmark = pytest.mark.slow
 
@@ -26,13 +25,46 @@ def _stages(run_dir: str) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def first_run(ci_pipeline_run):
-    return ci_pipeline_run  # the session's ci run (tests/flows/conftest.py): (root, summary)
+    """The session's ci run (tests/flows/conftest.py): (root, summary). Other tests of the session
+    add runs to that root."""
+    return ci_pipeline_run
 
 
-def test_a_run_completes_and_records_every_stage(first_run):
+@pytest.fixture(scope="module")
+def rerun(heavy_eval_run):
+    """``rerun(*overrides)``: the ci run's settings plus ``overrides``, in its artifacts root."""
+
+    def run(*overrides: str) -> dict:
+        return recommender_pipeline(
+            profile="ci",
+            overrides=[*heavy_eval_run.overrides, *overrides],
+            artifacts_root=str(heavy_eval_run.root),
+        )
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def cached_rerun(rerun, heavy_eval_run) -> tuple[dict, str | None]:
+    """An unchanged re-run of the session's ci run and the name in LATEST right after it."""
+    summary = rerun()
+    return summary, (heavy_eval_run.root / "ci" / "LATEST").read_text().strip()
+
+
+#: A setting of the edge-cases stage only (the stages before it come from cache).
+EDGE_SETTING = "edge_cases.scenario_time_limit_seconds=119"
+
+
+@pytest.fixture(scope="module")
+def edge_setting_run(rerun) -> dict:
+    """The ci run with :data:`EDGE_SETTING` changed."""
+    return rerun(EDGE_SETTING)
+
+
+def test_a_run_completes_and_records_every_stage(first_run, heavy_eval_run):
     root, summary = first_run
     run_dir = Path(summary["run_dir"])
-    assert latest_run(root, "ci") == run_dir
+    assert heavy_eval_run.latest_after == run_dir.name  # LATEST named it when it finished
     stages = _stages(summary["run_dir"])
     assert list(stages) == PIPELINE_STAGES
     assert not any(s["cached"] for s in stages.values())
@@ -43,9 +75,9 @@ def test_a_run_completes_and_records_every_stage(first_run):
     assert status["status"] == "complete"
 
 
-def test_unchanged_rerun_is_served_from_cache_into_its_own_run_dir(first_run):
-    root, first = first_run
-    second = recommender_pipeline(profile="ci", artifacts_root=str(root))
+def test_unchanged_rerun_is_served_from_cache_into_its_own_run_dir(first_run, cached_rerun):
+    _, first = first_run
+    second, latest_after = cached_rerun
     assert second["run_dir"] != first["run_dir"]
     stages = _stages(second["run_dir"])
     recomputable = NEVER_CACHED | BASELINE_DEPENDENT
@@ -55,24 +87,20 @@ def test_unchanged_rerun_is_served_from_cache_into_its_own_run_dir(first_run):
         new_file = Path(second["run_dir"]) / "data" / f"{table}.parquet"
         old_file = Path(first["run_dir"]) / "data" / f"{table}.parquet"
         assert new_file.read_bytes() == old_file.read_bytes()
-    assert latest_run(root, "ci") == Path(second["run_dir"])
+    assert latest_after == Path(second["run_dir"]).name
 
 
-def test_changing_one_stage_setting_reruns_that_stage_and_keeps_the_earlier_ones(first_run):
-    root, _ = first_run
-    summary = recommender_pipeline(
-        profile="ci", overrides=["edge_cases.scenario_time_limit_seconds=119"], artifacts_root=str(root)
-    )
-    stages = _stages(summary["run_dir"])
+def test_changing_one_stage_setting_reruns_that_stage_and_keeps_the_earlier_ones(
+    edge_setting_run,
+):
+    stages = _stages(edge_setting_run["run_dir"])
     before = PIPELINE_STAGES[: PIPELINE_STAGES.index("edge_cases")]
     assert all(stages[s]["cached"] for s in before if s not in BASELINE_DEPENDENT), stages
     assert stages["edge_cases"]["cached"] is False
 
 
-def test_deleted_cached_files_are_recomputed(first_run, tmp_path):
-    root, _ = first_run
-    overrides = ["edge_cases.scenario_time_limit_seconds=119"]  # computed (once) by the test above
-    recommender_pipeline(profile="ci", overrides=overrides, artifacts_root=str(root))
+def test_deleted_cached_files_are_recomputed(first_run, rerun, edge_setting_run):
+    root, _ = first_run  # edge_setting_run: the stage with EDGE_SETTING computed once
     # delete the edge cases' files in every run of this configuration (the cached refs point at one)
     for run in (root / "ci").iterdir():
         profile_file = run / "profile.toml"
@@ -80,19 +108,18 @@ def test_deleted_cached_files_are_recomputed(first_run, tmp_path):
             for path in (run / "edge_cases").glob("*.json"):
                 path.unlink()
     # the stage's cached files are gone everywhere: the cache must not hand out dead refs
-    b = recommender_pipeline(profile="ci", overrides=overrides, artifacts_root=str(root))
+    b = rerun(EDGE_SETTING)
     assert any((Path(b["run_dir"]) / "edge_cases").glob("*.json"))
     assert _stages(b["run_dir"])["edge_cases"]["cached"] is False
     assert _stages(b["run_dir"])["split"]["cached"] is True
 
 
-def test_history_reads_the_runs_and_their_cached_task_runs(first_run):
+def test_history_reads_the_runs_and_their_cached_task_runs(cached_rerun):
     import time
 
     from tasks.history import format_task_runs, read_history
 
-    root, _ = first_run
-    summary = recommender_pipeline(profile="ci", artifacts_root=str(root))  # all cached
+    summary, _ = cached_rerun  # all cached
     flows, _ = read_history(limit=20)
     assert any(f.id == summary["flow_run_id"] and f.flow_name == "recommender-pipeline" for f in flows)
     for _ in range(20):  # task-run records can lag a moment behind the run

@@ -246,9 +246,13 @@ def test_a_tiny_stage_budget_stops_the_stage_and_a_sane_one_resumes(reference, p
     assert "--set budgets.evaluation=" in message, message
     stopped_after = float(re.search(r"stopped after ([\d.]+) s", message).group(1))
     assert budget <= stopped_after < 2 * budget, message
-    # measured outside: from the stage's start line to the error line
-    elapsed = run.first(r"^error:") - run.first(r"\] evaluation\s+running")
-    assert elapsed < 2 * budget, f"{elapsed:.1f} s"
+    # the work really stopped: nothing of the run is alive, and no batch part appears afterwards
+    # (measured outside, from the stage's start line to the error line, the stop took 6.1 s once
+    # on a busy machine: process teardown and printing, so that is not a bound here)
+    assert not _group_members(run.proc.pid), "the stage child outlived the budget stop"
+    parts_after_stop = _part_files(root)
+    time.sleep(1.0)
+    assert _part_files(root) == parts_after_stop, "something kept writing after the budget stop"
     assert _latest(root) == latest_before
 
     sane = Movierec(root, settings, prefect_api_env)
@@ -272,12 +276,13 @@ def test_the_flow_budget_stops_the_whole_run(reference, prefect_api_env):
     assert run.wait() == 2, run.stderr
     message = run.stderr[run.stderr.index("error:") :]
     assert "budget" in message and "Traceback" not in run.stderr, message
-    elapsed = run.first(r"^error:") - run.first(r"\[1/\d+\] ingest\s+running")
-    assert elapsed < 2 * flow_budget, f"{elapsed:.1f} s"
+    assert not _group_members(run.proc.pid), "a stage child outlived the flow budget stop"
     assert _latest(root) == latest_before
     (failed,) = _run_dirs(root) - runs_before
     status = json.loads((failed / "logs" / "run_status.json").read_text())
     assert status["status"] == "failed" and "budget" in status["error"], status
+    # stopped in the middle (the evaluation computes for longer than the budget), not at the end
+    assert not (failed / "eval" / "metrics.parquet").exists()
 
 
 def test_two_runs_at_once_on_one_artifacts_root(reference, prefect_api_env):

@@ -41,6 +41,33 @@ def test_cpu_bound_stage_is_stopped_within_3s_of_a_1s_budget():
     assert "features" in message and "1 s" in message and "budgets.features" in message
 
 
+def _write_the_time_until_stopped(path: str) -> None:
+    report_progress(0.1, "started")  # the parent's handler of this blocks its watchdog loop
+    with open(path, "a") as out:
+        for _ in range(400):  # 20 s if nothing stopped it
+            out.write(f"{time.monotonic()}\n")
+            out.flush()
+            time.sleep(0.05)
+
+
+def test_the_child_stops_at_its_budget_even_when_the_parent_is_busy(tmp_path):
+    """The kernel ends the child at the deadline (its own timer): the parent's loop, here stuck in
+    a progress handler for 4 s, is not what stops the work."""
+    stamps = tmp_path / "stamps.txt"
+    start = time.monotonic()
+    with pytest.raises(StageTimeout) as info:
+        run_with_budget(
+            "evaluation",
+            1.0,
+            _write_the_time_until_stopped,
+            str(stamps),
+            on_progress=lambda fraction, message: time.sleep(4),
+        )
+    last = max(float(line) for line in stamps.read_text().split())
+    assert last <= start + 1.0 + 0.05  # nothing written after the budget (timer granularity)
+    assert "stopped after 1.0 s" in str(info.value)
+
+
 def test_result_progress_and_peak_memory_come_back():
     seen = []
     result = run_with_budget("split", 10, _double, 21, on_progress=lambda f, m: seen.append((f, m)))
