@@ -1,6 +1,7 @@
 """The ``movierec`` command.
 
-Exit codes: 0 success; 1 a failed gate or validation; 2 bad usage or bad input (the message names the
+Exit codes: 0 success; 1 a failed gate or validation; 3 stopped by a time or memory budget; 130
+interrupted (Ctrl+C); 143 terminated (SIGTERM); 2 bad usage or bad input (the message names the
 file, the column or setting, and the fix; no traceback).
 """
 
@@ -9,11 +10,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_FAILED_CHECK, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED_CHECK, EXIT_BAD_INPUT, EXIT_BUDGET = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM (the shells' convention)
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success, 1 failed gate or validation, 2 bad usage or bad input, 3 stopped by a "
+    "time or memory budget (raise it with --set budgets.STAGE=SECONDS), 130 interrupted (Ctrl+C), "
+    "143 terminated (SIGTERM); finished stages stay cached, so a re-run resumes."
+)
 
 _QUIET_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -44,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="movierec",
         description="Train, tune, evaluate and package a hybrid movie recommender "
         "(collaborative filtering + content embeddings) as Prefect flows.",
-        epilog="Exit codes: 0 success, 1 failed gate or validation, 2 bad usage or bad input.",
+        epilog=EXIT_CODES_HELP,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -54,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the pipeline stage by stage (unchanged stages come from cache). Prints "
         "progress per stage, then the run directory. Works without a Prefect server (a temporary "
         "one is started) or against the server in PREFECT_API_URL.",
+        epilog=EXIT_CODES_HELP,
     )
     _add_profile_args(run)
     run.add_argument("--data-dir", help="MovieLens folder for profiles with data.source = movielens")
@@ -482,25 +491,76 @@ def main(argv: list[str] | None = None) -> int:
         # Prefect's console log would repeat expected errors with tracebacks; the terminal shows our
         # own progress lines instead. The run's logs still reach the Prefect API (and UI).
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
-    from tasks.budget import StageFailed, StageTimeout
+    from tasks.budget import StageFailed, StageMemoryExceeded, StageTimeout
     from tasks.errors import InputDataError, UsageError
     from tasks.profile import ProfileError
 
+    terminated, restore = _stop_on_sigterm()
     try:
         return COMMANDS[args.command](args)
     except (InputDataError, UsageError, ProfileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except StageTimeout as exc:
+    except (StageTimeout, StageMemoryExceeded) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return EXIT_BUDGET
     except StageFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED_CHECK
+    except OSError as exc:  # the operating system refused: a path, a permission, a full disk
+        print(f"error: {os_error_text(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("interrupted; finished stages stay cached, re-run to resume", file=sys.stderr)
-        return 130
+        how = "terminated (SIGTERM)" if terminated else "interrupted"
+        print(f"{how}; finished stages stay cached, re-run to resume", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    finally:
+        restore()
 
+
+def os_error_text(exc: OSError) -> str:
+    """One line for an error of the operating system: the path, the problem and the fix."""
+    import errno
+
+    where = exc.filename or "a file of the run"
+    if exc.filename2:
+        where = f"{exc.filename} -> {exc.filename2}"
+    problem = exc.strerror or str(exc)
+    fix = {
+        errno.EACCES: "check its permissions: the user running movierec must be able to read the "
+        "data and profile files and write in the artifacts folder",
+        errno.EPERM: "check its permissions and owner",
+        errno.EROFS: "the file system is read-only: pass --artifacts on a writable disk",
+        errno.ENOSPC: "the disk is full: free some space or pass --artifacts on another disk; "
+        "finished stages stay cached, so a re-run resumes",
+        errno.EDQUOT: "the disk quota is used up: free some space or pass --artifacts elsewhere",
+        errno.ENOENT: "it does not exist (was it moved or deleted while the run went on?)",
+        errno.ENOTDIR: "a part of that path is a file, not a folder: fix the path",
+        errno.EISDIR: "it is a folder where a file was expected: fix the path",
+        errno.EMFILE: "too many open files: raise the limit (ulimit -n) and re-run",
+    }.get(exc.errno, "fix the cause and re-run; finished stages stay cached")
+    return f"{where}: {problem}. Fix: {fix}."
+
+
+def _stop_on_sigterm() -> tuple[list[int], Callable[[], None]]:
+    """SIGTERM stops a command the way Ctrl+C does (the flow run is marked crashed, the stage child
+    dies with this process, nothing moves LATEST) instead of killing it silently. Returns a list
+    that is non-empty once SIGTERM came, and a function that puts the previous handler back.
+    Only in the main thread (a test may call :func:`main` from another)."""
+    import signal
+    import threading
+
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        return received, lambda: None
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        if not received:
+            received.append(signum)
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    return received, lambda: signal.signal(signal.SIGTERM, previous)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,7 +16,7 @@ import os
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -50,10 +50,14 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: A random seed: numpy's generators take 0 ... 2^32 - 1 here (a negative seed fails inside a stage).
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1, description="random seed, 0 to 4294967295")]
+
+
 class RunSection(_Section):
     """Run-wide settings."""
 
-    seed: int = 42
+    seed: Seed = 42
     description: str = ""
     runner: Literal["thread", "dask"] = "thread"
     runner_address: str | None = None
@@ -223,7 +227,7 @@ class TuningSection(_Section):
     n_trials: int = Field(30, ge=1, description="trials per study (the policy and each tuned baseline)")
     budget_seconds: float = Field(900.0, gt=0, description="time budget per study, seconds")
     metric: Literal["recall", "map", "ndcg"] = Field("recall", description="objective at K = 10")
-    seed: int = 42
+    seed: Seed = 42
     max_validation_users: int = Field(
         0, ge=0, description="score a seeded sample of this many validation users (0 = all)"
     )
@@ -258,7 +262,7 @@ class EvalSection(_Section):
     """Evaluation on test (every test user, once): cut-offs, batches, bootstrap."""
 
     k_values: tuple[int, ...] = (5, 10, 20, 50)
-    seed: int = 42
+    seed: Seed = 42
     batch_size: int = Field(5000, ge=1)
     bootstrap_samples: int = Field(1000, ge=10)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
@@ -407,7 +411,7 @@ class NightlySection(_Section):
     )
     min_drop: float = Field(0.0, ge=0.0, description="ignore drops smaller than this (absolute)")
     bootstrap_samples: int = Field(1000, ge=10)
-    seed: int = 42
+    seed: Seed = 42
     min_users: int = Field(2, ge=2, description="cohorts with fewer users in either run are not compared")
 
 
@@ -469,6 +473,19 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{path}: not valid TOML ({exc}). Fix the syntax of that line.") from exc
+    except UnicodeDecodeError as exc:
+        raise ProfileError(
+            f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}). Save the profile as UTF-8."
+        ) from None
+    except IsADirectoryError:
+        raise ProfileError(
+            f"{path} is a folder, not a profile file: give a profile name (e.g. --profile demo) "
+            "or the path of a .toml file."
+        ) from None
+    except OSError as exc:
+        raise ProfileError(
+            f"{path}: cannot be read ({exc.strerror or exc}). Check its permissions."
+        ) from None
 
 
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -483,6 +500,11 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any
 
 def _resolve_file(name_or_path: str, profiles_dir: Path) -> Path:
     candidate = Path(name_or_path)
+    if candidate.is_dir():
+        raise ProfileError(
+            f"{name_or_path} is a folder, not a profile: give a profile name (e.g. --profile demo) "
+            "or the path of a .toml file."
+        )
     if candidate.suffix == ".toml" and candidate.exists():
         return candidate
     path = profiles_dir / f"{name_or_path}.toml"
@@ -511,6 +533,7 @@ def _load_raw(name_or_path: str, profiles_dir: Path, seen: tuple[str, ...] = ())
 def parse_set_overrides(assignments: Iterable[str]) -> dict[str, Any]:
     """Parse ``section.key=value`` strings into a nested dict (values parsed as TOML)."""
     nested: dict[str, Any] = {}
+    given: dict[str, str] = {}  # dotted key -> the --set argument that set it
     for item in assignments:
         if "=" not in item or "." not in item.split("=", 1)[0]:
             raise ProfileError(
@@ -521,11 +544,28 @@ def parse_set_overrides(assignments: Iterable[str]) -> dict[str, Any]:
             value = tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:
             value = text  # a bare word such as als or Comedy
+        parts = [part.strip() for part in dotted.split(".")]
+        if not all(parts):
+            raise ProfileError(
+                f"--set {item!r}: empty name in '{dotted}'; expected section.key=value, for "
+                "example --set eval.batch_size=2000."
+            )
         target = nested
-        parts = dotted.strip().split(".")
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts[:-1]):
             target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                prefix = ".".join(parts[: depth + 1])
+                raise ProfileError(
+                    f"--set {item!r} conflicts with --set {given[prefix]!r}: '{prefix}' is one "
+                    "setting, not a section. Keep one of the two."
+                )
+        if isinstance(target.get(parts[-1]), dict):
+            raise ProfileError(
+                f"--set {item!r}: '{'.'.join(parts)}' is a section that other --set arguments "
+                "fill; give one setting of it (section.key=value)."
+            )
         target[parts[-1]] = value
+        given[".".join(parts)] = item
     return nested
 
 
@@ -546,21 +586,52 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     return nested
 
 
-def _describe_errors(exc: ValidationError, source: str) -> str:
+def _flat_keys(nested: Mapping[str, Any], prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    for key, value in nested.items():
+        dotted = f"{prefix}{key}"
+        keys |= _flat_keys(value, f"{dotted}.") if isinstance(value, Mapping) else {dotted}
+    return keys
+
+
+def _describe_errors(
+    exc: ValidationError,
+    source: str,
+    from_set: Mapping[str, str] | None = None,
+    from_env: Mapping[str, str] | None = None,
+) -> str:
+    """One line per error: the setting, the problem and the fix - naming the ``--set`` argument or
+    the environment variable when the value came from there, else the profile file."""
+    from_set, from_env = from_set or {}, from_env or {}
     lines = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"])
+        origin = next(
+            (
+                f"--set {arg}"
+                for key, arg in from_set.items()
+                if key == where or key.startswith(f"{where}.") or where.startswith(f"{key}.")
+            ),
+            None,
+        ) or next((f"environment variable {var}" for key, var in from_env.items() if key == where), None)
         if err["type"] == "extra_forbidden":
-            lines.append(f"  unknown key '{where}': not a setting; check the spelling (see tasks/profile.py)")
-        else:
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            setting = "." in where  # a single key (not a whole section's rule)
-            got = f" (got {err.get('input')!r})" if setting and "got" not in msg else ""
-            fix = f"Fix: correct it in {source}"
-            if setting:
-                fix += f" or pass --set {where}=VALUE"
-            lines.append(f"  '{where}': {msg}{got}. {fix}.")
-    return f"invalid profile {source}:\n" + "\n".join(lines)
+            if origin:
+                lines.append(f"  {origin}: unknown key '{where}': not a setting; check the spelling (see tasks/profile.py)")
+            else:
+                lines.append(f"  unknown key '{where}': not a setting; check the spelling (see tasks/profile.py)")
+            continue
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        setting = "." in where  # a single key (not a whole section's rule)
+        got = f" (got {err.get('input')!r})" if setting and "got" not in msg else ""
+        if origin:
+            lines.append(f"  {origin}: '{where}': {msg}{got}. Fix: give another value.")
+            continue
+        fix = f"Fix: correct it in {source}"
+        if setting:
+            fix += f" or pass --set {where}=VALUE"
+        lines.append(f"  '{where}': {msg}{got}. {fix}.")
+    origins = "" if not (from_set or from_env) else " with its overrides"
+    return f"invalid profile {source}{origins}:\n" + "\n".join(lines)
 
 
 def load_profile(
@@ -572,12 +643,20 @@ def load_profile(
     """Load ``profiles/<name>.toml`` (or a path), apply env and ``--set`` overrides, validate."""
     raw = _load_raw(name, profiles_dir)
     path = _resolve_file(name, profiles_dir)
-    raw = _deep_merge(raw, _env_overrides(os.environ if environ is None else environ))
+    environ = os.environ if environ is None else environ
+    raw = _deep_merge(raw, _env_overrides(environ))
+    overrides = list(overrides)
     raw = _deep_merge(raw, parse_set_overrides(overrides))
+    from_set = {item.split("=", 1)[0].strip(): item for item in overrides}
+    from_env = {
+        f"{section}.{key}": var
+        for var, (section, key) in ENV_OVERRIDES.items()
+        if environ.get(var, "").strip()
+    }
     try:
         return RunProfile.model_validate(raw)
     except ValidationError as exc:
-        raise ProfileError(_describe_errors(exc, str(path))) from None
+        raise ProfileError(_describe_errors(exc, str(path), from_set, from_env)) from None
 
 
 def _toml_value(value: Any) -> str:

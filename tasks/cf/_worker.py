@@ -30,7 +30,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import weakref
@@ -40,7 +39,12 @@ from typing import Any
 
 import numpy as np
 
+from tasks.tempdirs import owned_temp_dir
+
 __all__ = ["ImplicitWorker", "ImplicitWorkerError"]
+
+#: Name prefix of the worker's job folders (``<prefix><caller pid>-<random>``).
+WORKDIR_PREFIX = "movierec-implicit-"
 
 _CHILD = Path(__file__).with_name("_worker_main.py")
 _STDERR_TAIL = 4000
@@ -139,7 +143,7 @@ class ImplicitWorker:
         self.close()  # a dead process: clean up before starting again
         if self.workdir is not None:
             self.workdir.mkdir(parents=True, exist_ok=True)
-        root = Path(tempfile.mkdtemp(prefix="movierec-implicit-", dir=self.workdir))
+        root = owned_temp_dir(WORKDIR_PREFIX, self.workdir)  # a killed caller's: removed
         self._stderr = open(root / "stderr.txt", "w+b")  # closed in close()
         started = time.perf_counter()
         proc = subprocess.Popen(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from tasks.profile import (
     SplitSection,
 )
 from tasks.stage import StageOutput, run_stage_core, stage_task
+from tasks.tempdirs import owned_temp_dir
 
 __all__ = [
     "edge_cases_core",
@@ -91,7 +91,7 @@ def edge_cases_core(
             )
         chosen = [s for s in chosen if s.id in set(cfg.only)]
     policy, policy_doc = read_policy(run_dir)
-    work = tempfile.mkdtemp(prefix="movierec-edge-cases-")
+    work = str(owned_temp_dir("movierec-edge-cases-"))  # a killed stage's: removed next time
     try:
         ctx = EdgeContext(
             run_dir=str(run_dir),

@@ -8,6 +8,7 @@ folder from its file names (and says what is missing or where the data really is
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,6 +167,13 @@ def _input_files(data_dir: Path, fmt: str) -> dict[str, Path]:
         "ml-10m": {"ratings": "ratings.dat", "movies": "movies.dat", "tags": "tags.dat"},
     }[fmt]
     roles["providers"] = "providers.csv"
+    for name in roles.values():
+        link = data_dir / name
+        if link.is_symlink() and not link.exists():
+            raise InputDataError(
+                f"{link}: a symbolic link to {os.readlink(link)}, which does not exist. Fix: point "
+                f"the link at the real {name}, or put the file itself there."
+            )
     files = {role: data_dir / name for role, name in roles.items() if (data_dir / name).exists()}
     for path in files.values():
         if not path.is_file():

@@ -94,6 +94,27 @@ def test_missing_data_dir_and_bad_profile_exit_2(tmp_path, capsys):
     assert main(["run", "--profile", "ci", "--set", "eval.k_values=[0]"]) == 2
 
 
+def test_set_values_are_checked_before_anything_runs_and_named(tmp_path, capsys):
+    run = ["run", "--profile", "ci", "--artifacts", str(tmp_path)]
+    assert main([*run, "--set", "run.seed=-1"]) == 2
+    assert "--set run.seed=-1" in capsys.readouterr().err
+    assert main([*run, "--set", "eval.batch_size=3", "--set", "eval.batch_size.x=1"]) == 2
+    err = capsys.readouterr().err
+    assert "--set 'eval.batch_size.x=1' conflicts with --set 'eval.batch_size=3'" in err, err
+    assert "Traceback" not in err and not any(tmp_path.iterdir())  # nothing written
+
+
+def test_an_os_error_is_one_line_naming_the_path_and_the_fix(tmp_path):
+    from flows.cli import os_error_text
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(OSError) as info:
+        (blocker / "artifacts").mkdir()  # a real refusal of the operating system
+    text = os_error_text(info.value)
+    assert str(blocker / "artifacts") in text and "Fix:" in text and "\n" not in text, text
+
+
 def test_help_explains_every_command():
     for command in ([], ["run"], ["generate"], ["validate"], ["handoff"]):
         result = subprocess.run(
@@ -104,6 +125,9 @@ def test_help_explains_every_command():
         )
         assert result.returncode == 0
         assert "usage: movierec" in result.stdout
+        if command in ([], ["run"]):
+            for code in ("3 stopped by a time or memory budget", "130 interrupted", "143 terminated"):
+                assert code in " ".join(result.stdout.split()), result.stdout
 
 
 def test_subprocess_bad_input_prints_no_traceback(prefect_api_env, tmp_path):

@@ -239,7 +239,7 @@ def test_a_tiny_stage_budget_stops_the_stage_and_a_sane_one_resumes(reference, p
     settings = ["eval.batch_size=72"]  # evaluation must compute (~7 s)
     budget = 3.0
     run = Movierec(root, [*settings, f"budgets.evaluation={budget}"], prefect_api_env)
-    assert run.wait() == 2, run.stderr
+    assert run.wait() == 3, run.stderr  # 3: stopped by a budget
     assert "Traceback" not in run.stderr
     message = run.stderr[run.stderr.index("error:") :]
     assert "stage 'evaluation'" in message and f"budget of {budget:g} s" in message, message
@@ -273,7 +273,7 @@ def test_the_flow_budget_stops_the_whole_run(reference, prefect_api_env):
         ["eval.batch_size=73", f"budgets.flow={flow_budget}"],
         prefect_api_env,
     )
-    assert run.wait() == 2, run.stderr
+    assert run.wait() == 3, run.stderr  # 3: stopped by a budget
     message = run.stderr[run.stderr.index("error:") :]
     assert "budget" in message and "Traceback" not in run.stderr, message
     assert not _group_members(run.proc.pid), "a stage child outlived the flow budget stop"
@@ -330,3 +330,26 @@ def test_no_environment_value_lands_in_a_run_directory(heavy_eval_run, prefect_a
         assert not leaked, f"{path} holds the values of {leaked}"
         dumped = [k for k in env_names if f"{k}=".encode() in raw or f'"{k}":'.encode() in raw]
         assert len(dumped) < 3, f"{path} looks like an environment dump: {dumped[:10]}"
+
+
+def test_sigterm_stops_the_run_with_one_line_and_exit_143(reference, prefect_api_env):
+    """SIGTERM (what a service manager or `kill` sends) to the `movierec` process in the middle of
+    the evaluation: it stops like Ctrl+C - one line, exit 143, the stage child gone, LATEST
+    untouched - instead of dying silently."""
+    root, _ = reference
+    latest_before = _latest(root)
+    run = Movierec(root, ["eval.batch_size=77"], prefect_api_env)  # a batch size no test uses
+    deadline = time.monotonic() + 900  # a hang guard, not a speed target
+    while not any(re.search(r"\] evaluation\s+running", line) for _, line in run.lines):
+        assert run.proc.poll() is None, f"the run ended before it could be stopped:\n{run.stderr}"
+        assert time.monotonic() < deadline, run.stderr
+        time.sleep(0.05)
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.wait() == 143, run.stderr
+    assert "terminated (SIGTERM); finished stages stay cached, re-run to resume" in run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    gone_by = time.monotonic() + 30
+    while _group_members(run.proc.pid) and time.monotonic() < gone_by:
+        time.sleep(0.05)
+    assert not _group_members(run.proc.pid), "a child of the run outlived SIGTERM"
+    assert _latest(root) == latest_before

@@ -63,3 +63,38 @@ def test_extends_inherits_and_overrides():
     ci, demo = load_profile("ci", environ={}), load_profile("demo", environ={})
     assert ci.synthetic.n_users < demo.synthetic.n_users
     assert ci.split == demo.split
+
+
+def test_a_negative_seed_is_refused_naming_the_set_argument():
+    with pytest.raises(ProfileError) as info:
+        load_profile("ci", ["run.seed=-1"], environ={})
+    assert "--set run.seed=-1" in str(info.value) and "greater than or equal to 0" in str(info.value)
+    with pytest.raises(ProfileError, match="environment variable EVAL_SEED"):
+        load_profile("ci", environ={"EVAL_SEED": "-5"})
+
+
+@pytest.mark.parametrize(
+    "pair",
+    [
+        ["eval.batch_size=3", "eval.batch_size.x=1"],
+        ["eval.batch_size.x=1", "eval.batch_size=3"],
+    ],
+)
+def test_a_setting_and_a_key_inside_it_conflict(pair):
+    with pytest.raises(ProfileError) as info:
+        load_profile("ci", pair, environ={})
+    assert "eval.batch_size" in str(info.value) and "--set" in str(info.value)
+
+
+def test_a_set_inside_a_profile_setting_names_the_set_argument():
+    with pytest.raises(ProfileError) as info:
+        load_profile("ci", ["eval.batch_size.x=1"], environ={})
+    assert "--set eval.batch_size.x=1" in str(info.value)
+
+
+def test_a_folder_or_a_file_that_is_not_utf8_is_named(tmp_path: Path):
+    with pytest.raises(ProfileError, match="is a folder"):
+        load_profile(str(tmp_path), environ={})
+    (tmp_path / "latin1.toml").write_bytes('[run]\ndescription = "caf\xe9"\n'.encode("latin-1"))
+    with pytest.raises(ProfileError, match="not UTF-8"):
+        load_profile(str(tmp_path / "latin1.toml"), environ={})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -145,3 +146,37 @@ def test_an_interrupted_job_stops_the_process(make_ratings):
             worker=worker,
         )
         assert np.isfinite(model.user_factors).all() and worker.started == 2
+
+
+def test_the_next_worker_removes_the_folder_of_a_killed_caller(tmp_path):
+    """A caller killed with SIGKILL never removes its job folder; the next worker started in the
+    same folder does (the folder names its caller's pid, which is gone)."""
+    caller = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _ORPHAN.replace("os._exit(0)", "time.sleep(600)").replace(
+                "import os, sys", "import os, sys, time"
+            ),
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.path.dirname(
+            os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        ),
+    )
+    worker_pid = int(caller.stdout.readline())
+    (left,) = [
+        p for p in tmp_path.iterdir() if p.name.startswith(f"movierec-implicit-{caller.pid}-")
+    ]
+    caller.kill()
+    caller.wait()
+    assert left.is_dir()  # what a killed stage left behind
+    with ImplicitWorker(tmp_path) as worker:
+        assert not left.exists()
+        (mine,) = tmp_path.iterdir()
+        assert mine.name.startswith(f"movierec-implicit-{os.getpid()}-") and worker.pid
+    assert not any(tmp_path.iterdir())
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(worker_pid, signal.SIGKILL)  # died with its parent already (tested above)
