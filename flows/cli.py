@@ -28,6 +28,10 @@ _QUIET_ENV = {
     "DO_NOT_TRACK": "1",
     "GX_ANALYTICS_ENABLED": "false",
 }
+#: Without PREFECT_API_URL a run starts a temporary Prefect server and waits this long for it
+#: (Prefect's default, 20 s, failed first runs on a busy machine); the environment can set another.
+STARTUP_TIMEOUT_SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+STARTUP_TIMEOUT_SECONDS = 180
 
 
 def _add_profile_args(parser: argparse.ArgumentParser) -> None:
@@ -486,6 +490,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     for key, value in _QUIET_ENV.items():
         os.environ.setdefault(key, value)
+    os.environ.setdefault(STARTUP_TIMEOUT_SETTING, str(STARTUP_TIMEOUT_SECONDS))
     args = build_parser().parse_args(argv)
     if not getattr(args, "verbose", False):
         # Prefect's console log would repeat expected errors with tracebacks; the terminal shows our
@@ -507,6 +512,11 @@ def main(argv: list[str] | None = None) -> int:
     except StageFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED_CHECK
+    except RuntimeError as exc:
+        if "ephemeral Prefect API server" not in str(exc):
+            raise
+        print(f"error: {_startup_timeout_text()}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except OSError as exc:  # the operating system refused: a path, a permission, a full disk
         print(f"error: {os_error_text(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -516,6 +526,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     finally:
         restore()
+
+
+def _startup_timeout_text() -> str:
+    seconds = os.environ.get(STARTUP_TIMEOUT_SETTING, str(STARTUP_TIMEOUT_SECONDS))
+    return (
+        f"the temporary Prefect server this run starts (PREFECT_API_URL is not set) did not answer "
+        f"within {seconds} s ({STARTUP_TIMEOUT_SETTING}). Fix: on a busy machine give it longer, "
+        f"e.g. export {STARTUP_TIMEOUT_SETTING}=600, or start a server once with `make ui` and "
+        "export PREFECT_API_URL=http://127.0.0.1:4200/api; finished stages stay cached."
+    )
 
 
 def os_error_text(exc: OSError) -> str:

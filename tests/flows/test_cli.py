@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -113,6 +117,37 @@ def test_an_os_error_is_one_line_naming_the_path_and_the_fix(tmp_path):
         (blocker / "artifacts").mkdir()  # a real refusal of the operating system
     text = os_error_text(info.value)
     assert str(blocker / "artifacts") in text and "Fix:" in text and "\n" not in text, text
+
+
+def test_a_temporary_server_that_does_not_start_in_time_is_one_message_naming_the_setting(
+    tmp_path,
+):
+    """Without PREFECT_API_URL a run starts a temporary server; given 1 s to answer it cannot: the
+    run says so in one line naming the setting, exits 2, and leaves no process behind."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(tmp_path / "home"),
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="1",
+        PYTHONPATH=str(Path(__file__).resolve().parents[2]),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "run", "--profile", "ci", "--artifacts", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        start_new_session=True,
+    )
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 2, out + err
+    assert "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in err and "Traceback" not in err, err
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, 0)
+        time.sleep(5)  # the server is stopped at exit (atexit): give it a moment, then look
+        os.killpg(proc.pid, 0)
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("a process of the run outlived it")
 
 
 def test_help_explains_every_command():
