@@ -502,7 +502,16 @@ def main(argv: list[str] | None = None) -> int:
 
     terminated, restore = _stop_on_sigterm()
     try:
-        return COMMANDS[args.command](args)
+        try:
+            return COMMANDS[args.command](args)
+        except BaseException as exc:
+            if not (terminated or _caused_by_sigterm(exc)):
+                raise
+            print(
+                "terminated (SIGTERM); finished stages stay cached, re-run to resume",
+                file=sys.stderr,
+            )
+            return EXIT_TERMINATED
     except (InputDataError, UsageError, ProfileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -521,11 +530,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {os_error_text(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        how = "terminated (SIGTERM)" if terminated else "interrupted"
-        print(f"{how}; finished stages stay cached, re-run to resume", file=sys.stderr)
-        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+        print("interrupted; finished stages stay cached, re-run to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         restore()
+
+
+def _caused_by_sigterm(exc: BaseException) -> bool:
+    """Whether ``exc`` or an exception it was raised while handling is Prefect's
+    ``TerminationSignal``: while a flow runs, Prefect's own SIGTERM handler replaces ours, and what
+    comes out of the flow can be another error raised while Prefect handled the signal (seen:
+    ``ValueError: Task run is not set`` when SIGTERM came while a task run was being created)."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if type(current).__name__ == "TerminationSignal":
+            return True
+        stack += [current.__cause__, current.__context__]
+    return False
 
 
 def _startup_timeout_text() -> str:
