@@ -586,14 +586,6 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     return nested
 
 
-def _flat_keys(nested: Mapping[str, Any], prefix: str = "") -> set[str]:
-    keys: set[str] = set()
-    for key, value in nested.items():
-        dotted = f"{prefix}{key}"
-        keys |= _flat_keys(value, f"{dotted}.") if isinstance(value, Mapping) else {dotted}
-    return keys
-
-
 def _describe_errors(
     exc: ValidationError,
     source: str,
@@ -615,10 +607,8 @@ def _describe_errors(
             None,
         ) or next((f"environment variable {var}" for key, var in from_env.items() if key == where), None)
         if err["type"] == "extra_forbidden":
-            if origin:
-                lines.append(f"  {origin}: unknown key '{where}': not a setting; check the spelling (see tasks/profile.py)")
-            else:
-                lines.append(f"  unknown key '{where}': not a setting; check the spelling (see tasks/profile.py)")
+            named = f"{origin}: " if origin else ""
+            lines.append(f"  {named}unknown key '{where}': not a setting; check the spelling (see tasks/profile.py)")
             continue
         msg = str(err["msg"]).removeprefix("Value error, ")
         setting = "." in where  # a single key (not a whole section's rule)
