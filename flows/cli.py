@@ -314,14 +314,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
             )
     artifacts = Path(args.artifacts)
     _check_writable(artifacts)
-    from flows.pipeline import run_pipeline
+    with _server(while_starting=lambda: __import__("flows.pipeline")):
+        from flows.pipeline import run_pipeline
 
-    summary = run_pipeline(
-        profile=args.profile,
-        overrides=args.overrides,
-        data_dir=args.data_dir,
-        artifacts_root=str(artifacts),
-    )
+        summary = run_pipeline(
+            profile=args.profile,
+            overrides=args.overrides,
+            data_dir=args.data_dir,
+            artifacts_root=str(artifacts),
+        )
     print(summary["stage_table"])
     print(f"run directory: {summary['run_dir']}")
     from flows.artifacts import headline_rows
@@ -338,6 +339,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     decision = summary.get("decision") or "unknown"
     return _print_decision(summary["run_dir"], decision, summary.get("decision_reasons", []))
+
+
+def _server(while_starting: Callable[[], object] = lambda: None):
+    """The Prefect server the command records to: the one in PREFECT_API_URL, else a temporary one
+    this process owns (flows/server.py: Ctrl+C and kills never leave it behind)."""
+    from flows.server import owned_server
+
+    seconds = float(os.environ.get(STARTUP_TIMEOUT_SETTING) or STARTUP_TIMEOUT_SECONDS)
+    return owned_server(seconds, while_starting)
 
 
 def _print_decision(run_dir: str, decision: str, reasons: list[str]) -> int:
@@ -366,7 +376,8 @@ def _cmd_handoff(args: argparse.Namespace) -> int:
         before = json.loads(previous)["decision"]
     except (OSError, ValueError, KeyError, TypeError):
         before = None
-    summary = run_handoff(str(run_dir), args.overrides)
+    with _server():
+        summary = run_handoff(str(run_dir), args.overrides)
     print(summary["stage_table"])
     from tasks.manifest import load_manifest
 
@@ -496,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         # Prefect's console log would repeat expected errors with tracebacks; the terminal shows our
         # own progress lines instead. The run's logs still reach the Prefect API (and UI).
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    from flows.server import ServerStartTimeout
     from tasks.budget import StageFailed, StageMemoryExceeded, StageTimeout
     from tasks.errors import InputDataError, UsageError
     from tasks.profile import ProfileError
@@ -505,13 +517,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return COMMANDS[args.command](args)
         except BaseException as exc:
-            if not (terminated or _caused_by_sigterm(exc)):
+            if terminated or _caused_by(exc, "TerminationSignal"):
+                print(
+                    "terminated (SIGTERM); finished stages stay cached, re-run to resume",
+                    file=sys.stderr,
+                )
+                return EXIT_TERMINATED
+            if isinstance(exc, KeyboardInterrupt) or not _caused_by(exc, "KeyboardInterrupt"):
                 raise
-            print(
-                "terminated (SIGTERM); finished stages stay cached, re-run to resume",
-                file=sys.stderr,
-            )
-            return EXIT_TERMINATED
+            raise KeyboardInterrupt from None
     except (InputDataError, UsageError, ProfileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -521,10 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     except StageFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED_CHECK
-    except RuntimeError as exc:
-        if "ephemeral Prefect API server" not in str(exc):
-            raise
-        print(f"error: {_startup_timeout_text()}", file=sys.stderr)
+    except ServerStartTimeout as exc:
+        print(f"error: {_startup_timeout_text(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:  # the operating system refused: a path, a permission, a full disk
         print(f"error: {os_error_text(exc)}", file=sys.stderr)
@@ -536,11 +548,11 @@ def main(argv: list[str] | None = None) -> int:
         restore()
 
 
-def _caused_by_sigterm(exc: BaseException) -> bool:
-    """Whether ``exc`` or an exception it was raised while handling is Prefect's
-    ``TerminationSignal``: while a flow runs, Prefect's own SIGTERM handler replaces ours, and what
-    comes out of the flow can be another error raised while Prefect handled the signal (seen:
-    ``ValueError: Task run is not set`` when SIGTERM came while a task run was being created)."""
+def _caused_by(exc: BaseException, name: str) -> bool:
+    """Whether ``exc`` or an exception it was raised while handling is of the class ``name``
+    (Prefect's ``TerminationSignal``, ``KeyboardInterrupt``): what comes out of a flow stopped by
+    a signal can be another error raised while Prefect handled it (seen: ``ValueError: Task run is
+    not set`` when the signal came while a task run was being created)."""
     seen: set[int] = set()
     stack = [exc]
     while stack:
@@ -548,17 +560,20 @@ def _caused_by_sigterm(exc: BaseException) -> bool:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        if type(current).__name__ == "TerminationSignal":
+        if type(current).__name__ == name:
             return True
         stack += [current.__cause__, current.__context__]
     return False
 
 
-def _startup_timeout_text() -> str:
+def _startup_timeout_text(server_output: str = "") -> str:
     seconds = os.environ.get(STARTUP_TIMEOUT_SETTING, str(STARTUP_TIMEOUT_SECONDS))
+    said = server_output.strip().splitlines()[-1:] if server_output else []
     return (
-        f"the temporary Prefect server this run starts (PREFECT_API_URL is not set) did not answer "
-        f"within {seconds} s ({STARTUP_TIMEOUT_SETTING}). Fix: on a busy machine give it longer, "
+        f"the temporary Prefect server this command starts (PREFECT_API_URL is not set) did not answer "
+        f"within {seconds} s ({STARTUP_TIMEOUT_SETTING})"
+        + (f"; its last output: {said[0][:300]}" if said else "")
+        + f". Fix: on a busy machine give it longer, "
         f"e.g. export {STARTUP_TIMEOUT_SETTING}=600, or start a server once with `make ui` and "
         "export PREFECT_API_URL=http://127.0.0.1:4200/api; finished stages stay cached."
     )

@@ -142,12 +142,30 @@ def test_a_temporary_server_that_does_not_start_in_time_is_one_message_naming_th
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 2, out + err
     assert "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in err and "Traceback" not in err, err
+    from flows.server import servers_of
+
+    assert not servers_of(proc.pid), "the temporary server outlived the run"
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, 0)
-        time.sleep(5)  # the server is stopped at exit (atexit): give it a moment, then look
+        time.sleep(5)  # the stage children are gone at exit: give them a moment, then look
         os.killpg(proc.pid, 0)
         os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail("a process of the run outlived it")
+
+
+def test_an_error_raised_while_handling_a_signal_counts_as_the_signal():
+    """Prefect can raise another error while it handles Ctrl+C or SIGTERM (seen: ValueError:
+    Task run is not set): the command still reports the interruption, not a traceback."""
+    from flows.cli import _caused_by
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ValueError("Task run is not set")  # noqa: B904 - the implicit context is the point
+    except ValueError as exc:
+        assert _caused_by(exc, "KeyboardInterrupt")
+        assert not _caused_by(exc, "TerminationSignal")
 
 
 def test_help_explains_every_command():

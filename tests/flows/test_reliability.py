@@ -7,7 +7,9 @@ middle of it, in an artifacts root that tests/flows/test_dask.py shares. Later r
 ``eval.batch_size`` by one user (part of the batch checkpoint key and the evaluation's cache key;
 a user's lists and metrics do not depend on the batching), which makes the evaluation compute
 again with the same numbers while the upstream stages come from cache. The `movierec`
-subprocesses record to the session's Prefect test server (``prefect_api_env``).
+subprocesses record to the session's Prefect test server (``prefect_api_env``); the signal tests
+run as a user without PREFECT_API_URL, with the temporary server each run starts
+(``temporary_server_env``).
 """
 
 from __future__ import annotations
@@ -332,24 +334,96 @@ def test_no_environment_value_lands_in_a_run_directory(heavy_eval_run, prefect_a
         assert len(dumped) < 3, f"{path} looks like an environment dump: {dumped[:10]}"
 
 
-def test_sigterm_stops_the_run_with_one_line_and_exit_143(reference, prefect_api_env):
-    """SIGTERM (what a service manager or `kill` sends) to the `movierec` process in the middle of
-    the evaluation: it stops like Ctrl+C - one line, exit 143, the stage child gone, LATEST
-    untouched - instead of dying silently."""
-    root, _ = reference
-    latest_before = _latest(root)
-    run = Movierec(root, ["eval.batch_size=77"], prefect_api_env)  # a batch size no test uses
+def _started_evaluation(root: Path, overrides: list[str], env: dict[str, str]) -> Movierec:
+    """A `movierec run` that has reached the evaluation stage (computing: a batch size no other
+    test uses)."""
+    run = Movierec(root, overrides, env)
     deadline = time.monotonic() + 900  # a hang guard, not a speed target
     while not any(re.search(r"\] evaluation\s+running", line) for _, line in run.lines):
         assert run.proc.poll() is None, f"the run ended before it could be stopped:\n{run.stderr}"
         assert time.monotonic() < deadline, run.stderr
         time.sleep(0.05)
+    return run
+
+
+def _assert_nothing_left(run: Movierec, within: float = 30) -> None:
+    """No process of the run's group and no Prefect server it started is alive (``within``
+    seconds to go: SIGKILL's death signal and exit are not instantaneous)."""
+    from flows.server import servers_of
+
+    gone_by = time.monotonic() + within
+    while (_group_members(run.proc.pid) or servers_of(run.proc.pid)) and time.monotonic() < gone_by:
+        time.sleep(0.05)
+    left = _group_members(run.proc.pid) + servers_of(run.proc.pid)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes of the run outlived it: {left}"
+
+
+@pytest.fixture(scope="module")
+def temporary_server_env(prefect_harness, tmp_path_factory) -> dict[str, str]:
+    """Environment of a user without PREFECT_API_URL: `movierec run` starts its own temporary
+    server. Its PREFECT_HOME holds a consistent copy (SQLite backup) of the session's migrated
+    test database, so no server here spends ~10 s migrating a new one."""
+    import sqlite3
+
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    source = PREFECT_SERVER_DATABASE_CONNECTION_URL.value().split(":///", 1)[1]
+    with sqlite3.connect(source) as src, sqlite3.connect(home / "prefect.db") as dst:
+        src.backup(dst)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(home), PYTHONPATH=str(REPO), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    return env
+
+
+def test_ctrl_c_of_the_group_with_the_temporary_server_stops_in_seconds(
+    reference, temporary_server_env
+):
+    """Ctrl+C in a terminal sends SIGINT to the whole process group. Without PREFECT_API_URL the
+    run's temporary server is in its own session, so the run can still report its end: one line,
+    exit 130, no traceback, no process left (Prefect's own temporary server died with the group
+    and the run retried against it for minutes)."""
+    root, _ = reference
+    latest_before = _latest(root)
+    run = _started_evaluation(root, ["eval.batch_size=78"], temporary_server_env)
+    sent = time.monotonic()
+    os.killpg(run.proc.pid, signal.SIGINT)
+    assert run.wait() == 130, run.stderr
+    took = time.monotonic() - sent
+    assert "interrupted; finished stages stay cached, re-run to resume" in run.stderr
+    assert "Traceback" not in run.stderr and "Error" not in run.stderr, run.stderr
+    assert took < 60, f"{took:.0f} s from Ctrl+C to exit (a hang guard; measured 3 s quiet)"
+    _assert_nothing_left(run)
+    assert _latest(root) == latest_before
+
+
+def test_sigkill_takes_the_temporary_server_along(reference, temporary_server_env):
+    """SIGKILL cannot be handled: the kernel's parent-death signal stops the run's temporary
+    server (and the stage child) with it."""
+    from flows.server import servers_of
+
+    root, _ = reference
+    latest_before = _latest(root)
+    run = _started_evaluation(root, ["eval.batch_size=79"], temporary_server_env)
+    assert servers_of(run.proc.pid), "the run has no temporary server of its own"
+    os.kill(run.proc.pid, signal.SIGKILL)  # the CLI process only
+    assert run.wait() == -signal.SIGKILL
+    _assert_nothing_left(run)
+    assert _latest(root) == latest_before
+
+
+def test_sigterm_stops_the_run_with_one_line_and_exit_143(reference, temporary_server_env):
+    """SIGTERM (what a service manager or `kill` sends) to the `movierec` process in the middle of
+    the evaluation: it stops like Ctrl+C - one line, exit 143, the stage child and the temporary
+    server gone, LATEST untouched - instead of dying silently."""
+    root, _ = reference
+    latest_before = _latest(root)
+    run = _started_evaluation(root, ["eval.batch_size=77"], temporary_server_env)
     run.proc.send_signal(signal.SIGTERM)
     assert run.wait() == 143, run.stderr
     assert "terminated (SIGTERM); finished stages stay cached, re-run to resume" in run.stderr
     assert "Traceback" not in run.stderr, run.stderr
-    gone_by = time.monotonic() + 30
-    while _group_members(run.proc.pid) and time.monotonic() < gone_by:
-        time.sleep(0.05)
-    assert not _group_members(run.proc.pid), "a child of the run outlived SIGTERM"
+    _assert_nothing_left(run)
     assert _latest(root) == latest_before
