@@ -90,6 +90,12 @@ class IngestSection(_Section):
     min_timestamp: int = 788_918_400  # 1995-01-01, before MovieLens's first rating
     max_timestamp: int = 4_102_444_800  # 2100-01-01: catches millisecond timestamps
     validation_sample_rows: int = Field(2_000_000, ge=1000)
+    min_users: int = Field(
+        10,
+        ge=0,
+        description="fewest users with 2+ ratings (one to train on, one to test) a run accepts; "
+        "0 turns the check off (tests of file formats with a handful of rows)",
+    )
 
 
 class SplitSection(_Section):

@@ -59,7 +59,8 @@ def _ingest(
     folder = _write_movielens(root / "movielens", rating_rows, movies_csv)
     profile = RunProfile(
         data=DataSection(source="movielens", data_dir=str(folder)),
-        ingest=ctx.ingest_cfg,
+        # a folder of a few rows: these scenarios are about bad rows, not the minimum of users
+        ingest=ctx.ingest_cfg.model_copy(update={"min_users": 0}),
         run=RunSection(seed=ctx.seed),
     )
     observed: Observed = {

@@ -80,6 +80,7 @@ def _read_ml_latest(data_dir: Path, files: dict[str, Path]) -> MovieLensData:
     if "tags" in files:
         tpath = files["tags"]
         if tpath.stat().st_size:
+            _require_nonempty(tpath, "a header line 'userId,movieId,tag,timestamp' and one row per tag")
             theader = _check_header(tpath, ("movieId", "tag"))
             ttable = _read_delimited(
                 tpath,

@@ -154,6 +154,10 @@ def _conversion_error(
     index, target, value = int(match.group(1)), match.group(2), match.group(3)
     column = file_columns[index] if index < len(file_columns) else f"#{index}"
     kind = "an integer" if target.startswith(("int", "uint")) else "a number"
+    too_big = kind == "an integer" and re.fullmatch(r"\s*[+-]?\d+\s*", value) is not None
+    if too_big:  # a whole number the column's integer type cannot hold (e.g. 2**32 + 1 in int32)
+        bounds = np.iinfo(np.dtype(target))
+        kind = f"an integer from {bounds.min:,} to {bounds.max:,}"
     examples = ""
     try:  # error path: re-read just that column as text to point at the offending lines
         table = pacsv.read_csv(
@@ -166,7 +170,10 @@ def _conversion_error(
             ),
         )
         raw = table.column(0).to_pandas()
-        if kind == "an integer":
+        if too_big:
+            number = pd.to_numeric(raw.str.strip(), errors="coerce")
+            bad = (number < bounds.min) | (number > bounds.max)
+        elif kind == "an integer":
             bad = ~raw.str.fullmatch(r"\s*[+-]?\d+\s*").fillna(False).astype(bool)
         else:
             bad = pd.to_numeric(raw, errors="coerce").isna() & (raw.str.strip() != "")
@@ -175,6 +182,11 @@ def _conversion_error(
         examples = f" {len(positions):,} row(s) like that, e.g. {shown}."
     except (pa.ArrowInvalid, KeyError, IndexError):
         pass
+    if too_big:
+        return InputDataError(
+            f"{path}: column '{column}': value {value!r} is out of range: ids must be {kind}."
+            f"{examples} Fix: renumber the ids into that range, or correct or drop those rows."
+        )
     return InputDataError(
         f"{path}: column '{column}': value {value!r} is not {kind}.{examples} Fix: column '{column}' "
         f"must hold {kind.split(' ', 1)[1]}s only; correct or drop those rows (is it the right column?)."

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 
 from tasks.budget import report_progress
@@ -79,6 +80,7 @@ def ingest_core(profile: RunProfile, data_dir: str | None, run_dir: str) -> dict
         column_aliases=aliases,
         seed=seed,
     )
+    _check_enough(ratings, profile.ingest, sources["ratings"])
     report_progress(0.75, "writing data/ratings.parquet and data/movies.parquet")
     artifacts = {
         "ratings": write_table(
@@ -106,6 +108,20 @@ def ingest_core(profile: RunProfile, data_dir: str | None, run_dir: str) -> dict
     }
     report_progress(1.0, f"ingested {len(ratings):,} ratings ({fmt})")
     return {"artifacts": artifacts, "facts": facts}
+
+
+def _check_enough(ratings: pd.DataFrame, ingest: IngestSection, source: str) -> None:
+    """The minimum to evaluate anything: ``ingest.min_users`` users with at least two ratings (one
+    to train on, one to test; two ratings of one user are two movies, so two movies follow)."""
+    per_user = ratings[Col.USER].value_counts()
+    n_users = int((per_user >= 2).sum())
+    if n_users < ingest.min_users:
+        raise InputDataError(
+            f"{source}: {n_users:,} user(s) have 2 or more ratings ({len(per_user):,} users, "
+            f"{ratings[Col.ITEM].nunique():,} movies in all); a run needs at least "
+            f"{ingest.min_users:,} (ingest.min_users) to train and test on. Fix: use a larger "
+            "dataset, or lower the minimum with --set ingest.min_users=N."
+        )
 
 
 @stage_task("ingest")

@@ -93,6 +93,22 @@ def _text_user_id(raw: bytes) -> bytes:
     return b"\n".join(lines)
 
 
+def _user_id_beyond_int32(raw: bytes) -> bytes:
+    lines = raw.split(b"\n")
+    lines[500] = str(2**32 + 1).encode() + b"," + lines[500].split(b",", 1)[1]
+    return b"\n".join(lines)
+
+
+def _two_users(raw: bytes) -> bytes:
+    lines = raw.split(b"\n")
+    return b"\n".join([lines[0], *(ln for ln in lines[1:] if ln.split(b",")[0] in (b"1", b"2"))])
+
+
+def _one_movie(raw: bytes) -> bytes:
+    lines = raw.split(b"\n")
+    return b"\n".join([lines[0], *(ln for ln in lines[1:] if ln[:20].count(b",356,"))])
+
+
 DATA_CASES: dict[str, tuple[str, Callable[[bytes], bytes] | str | None]] = {
     # case: (file to break, how) - None deletes the file, "folder" puts a folder in its place
     "truncated_csv": ("ratings.csv", _truncated),
@@ -107,6 +123,10 @@ DATA_CASES: dict[str, tuple[str, Callable[[bytes], bytes] | str | None]] = {
     "movies_file_missing": ("movies.csv", None),
     "ratings_csv_is_a_folder": ("ratings.csv", "folder"),
     "ratings_csv_is_a_dangling_link": ("ratings.csv", "dangling link"),
+    "user_id_beyond_int32": ("ratings.csv", _user_id_beyond_int32),
+    "gzipped_tags_csv": ("tags.csv", gzip.compress),
+    "two_users": ("ratings.csv", _two_users),
+    "one_movie": ("ratings.csv", _one_movie),
 }
 
 
@@ -128,6 +148,8 @@ def _data_case(name: str, real: Path, tmp: Path, root: Path) -> Case:
         elif change == "dangling link":
             (folder / file).symlink_to(tmp / "moved-away" / file)
     else:
+        if not (folder / file).exists():  # an optional file of the real dataset
+            shutil.copyfile(real / file, folder / file)
         _rewrite(folder / file, change)
     mentions = {
         "truncated_csv": ("ratings.csv", "line"),
@@ -142,6 +164,10 @@ def _data_case(name: str, real: Path, tmp: Path, root: Path) -> Case:
         "movies_file_missing": ("movies.csv", "Fix"),
         "ratings_csv_is_a_folder": ("ratings.csv", "not a file"),
         "ratings_csv_is_a_dangling_link": ("ratings.csv", "moved-away", "does not exist", "Fix"),
+        "user_id_beyond_int32": ("ratings.csv", "userId", "4294967297", "line 501", "2,147,483,647"),
+        "gzipped_tags_csv": ("tags.csv", "compressed", "gunzip"),
+        "two_users": ("ratings.csv", "2 user(s) have 2 or more ratings", "ingest.min_users"),
+        "one_movie": ("ratings.csv", "1 movies in all", "ingest.min_users"),
     }[name]
     return Case(
         ["run", "--profile", PROFILE, "--data-dir", str(folder), "--artifacts", str(root)], mentions

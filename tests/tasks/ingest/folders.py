@@ -46,6 +46,8 @@ def latest_dir(tmp_path: Path, **overrides: str | bytes) -> Path:
 
 
 def run_ingest(data_dir: Path, run_dir: Path, **ingest: int) -> dict:
+    """The ingest core on a folder of a few rows (the minimum number of users off)."""
+    ingest = {"min_users": 0, **ingest}
     profile = RunProfile(data=DataSection(source="movielens"), ingest=IngestSection(**ingest))
     return ingest_core(profile, str(data_dir), str(run_dir))
 

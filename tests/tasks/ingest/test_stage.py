@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 
 from tasks.columns import Col
+from tasks.errors import InputDataError
 from tasks.ingest import (
     MOVIES_SCHEMA,
     RATINGS_SCHEMA,
@@ -55,8 +57,17 @@ def test_synthetic_round_trip_through_the_movielens_reader(tmp_path):
 def test_stage_task_shell_runs_the_core_under_its_budget(tmp_path):
     folder = latest_dir(tmp_path)
     output = ingest_data.fn(
-        DataSection(source="movielens"), None, IngestSection(), 0, source_fingerprint(folder),
+        DataSection(source="movielens"), None, IngestSection(min_users=0), 0,
+        source_fingerprint(folder),
         str(folder), str(tmp_path / "run"), 60.0,
     )  # fmt: skip
     assert output.stage == "ingest" and output.facts["n_ratings"] == 3
     assert output.ref("movies").path.exists() and output.peak_rss_bytes > 0
+
+
+def test_too_few_users_to_train_and_test_is_refused_before_anything_is_written(tmp_path):
+    folder = latest_dir(tmp_path)  # 3 ratings: at most one user has two of them
+    with pytest.raises(InputDataError, match=r"ingest\.min_users") as err:
+        run_ingest(folder, tmp_path / "run", min_users=2)
+    assert "ratings.csv" in str(err.value) and "--set ingest.min_users=N" in str(err.value)
+    assert not (tmp_path / "run" / "data").exists()
