@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
+#: Write bits cleared on a file shared between runs by a hard link (see :func:`adopt_into_run`).
+READ_ONLY_MASK = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+
 __all__ = [
     "RUN_SUBDIRS",
     "ArtifactRef",
+    "READ_ONLY_MASK",
     "adopt_into_run",
     "atomic_path",
     "file_fingerprint",
@@ -155,8 +160,13 @@ def write_json(data: Any, run_dir: Path | str, relpath: str) -> ArtifactRef:
 def adopt_into_run(ref: ArtifactRef, run_dir: Path | str) -> ArtifactRef | None:
     """Make a (cached) artifact from another run part of ``run_dir``: hard link, else copy.
 
-    Returns the reference inside ``run_dir``, or ``None`` when the source is gone or its bytes no
-    longer match the fingerprint (the caller then recomputes the stage).
+    A hard link shares the file's bytes between the runs (no copy of gigabytes at 32M scale), so
+    the shared file is made read-only (write bits cleared on the one inode): an editor or a script
+    cannot change one run's file through another. Every writer of this project replaces files by
+    rename (:func:`atomic_path`), which gives a run its own new file and leaves the other runs'
+    alone. (The superuser ignores permission bits; ``movierec validate`` still catches a changed
+    file by its sha256.) Returns the reference inside ``run_dir``, or ``None`` when the source is
+    gone or its bytes no longer match the fingerprint (the caller then recomputes the stage).
     """
     run_dir = Path(run_dir)
     if Path(ref.run_dir).resolve() == run_dir.resolve():
@@ -170,6 +180,8 @@ def adopt_into_run(ref: ArtifactRef, run_dir: Path | str) -> ArtifactRef | None:
             os.link(ref.path, tmp)
         except OSError:
             shutil.copy2(ref.path, tmp)
+        else:
+            os.chmod(tmp, stat.S_IMODE(tmp.stat().st_mode) & ~READ_ONLY_MASK)
     return ArtifactRef(run_dir=str(run_dir), relpath=ref.relpath, fingerprint=ref.fingerprint)
 
 

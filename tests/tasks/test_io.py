@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from tasks.io import (
+    READ_ONLY_MASK,
     RUN_SUBDIRS,
     ArtifactRef,
     adopt_into_run,
@@ -55,3 +56,22 @@ def test_adopt_links_unchanged_files_and_refuses_changed_ones(tmp_path: Path):
     other = write_table(pd.DataFrame({"b": [1]}), old, "data/b.parquet")
     other.path.write_bytes(b"tampered")
     assert adopt_into_run(other, new) is None
+
+
+def test_a_file_shared_by_two_runs_is_read_only_and_a_rewrite_stays_in_its_run(tmp_path: Path):
+    """An adopted (hard-linked) file cannot be edited through one run into another: it is
+    read-only, and the project's writers replace it by rename, which leaves the other run's."""
+    old = new_run_dir(tmp_path, "ci")
+    new = new_run_dir(tmp_path, "ci")
+    ref = write_table(pd.DataFrame({"a": [1]}), old, "data/a.parquet")
+    adopted = adopt_into_run(ref, new)
+    assert os.path.samefile(adopted.path, ref.path)  # shared bytes, not a copy
+    for path in (adopted.path, ref.path):
+        assert not os.stat(path).st_mode & READ_ONLY_MASK, oct(os.stat(path).st_mode)
+    if os.geteuid() != 0:  # the superuser ignores permission bits
+        with pytest.raises(PermissionError):
+            adopted.path.open("ab")
+    before = ref.path.read_bytes()
+    write_table(pd.DataFrame({"a": [2]}), new, "data/a.parquet")  # the new run rewrites its file
+    assert ref.path.read_bytes() == before
+    assert not os.path.samefile(adopted.path, ref.path)
