@@ -137,6 +137,27 @@ def _die_with_parent() -> None:
         pass
 
 
+def _new_console_locks_after_fork() -> None:
+    """In a forked child: new locks for the rich consoles of logging handlers (Prefect's console
+    handler has one). A lock another thread of the parent held at the moment of the fork stays
+    held forever in the child: a stage child hung 13+ minutes in GX logging -> Prefect's console
+    handler, waiting on that console's RLock (seen in gdb). CPython re-creates the logging
+    module's own locks at fork and Prefect resets its services; nothing resets rich's."""
+    import logging
+
+    rlock_type = type(threading.RLock())
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):  # placeholders have no handlers
+            console = getattr(handler, "console", None)
+            for name in ("_lock", "_record_buffer_lock"):
+                if isinstance(getattr(console, name, None), rlock_type):
+                    setattr(console, name, threading.RLock())
+
+
+os.register_at_fork(after_in_child=_new_console_locks_after_fork)
+
+
 def report_progress(fraction: float, message: str = "") -> None:
     """From inside a budgeted stage: tell the parent how far the work is (0..1). No-op elsewhere."""
     if _progress_conn is not None:

@@ -135,3 +135,40 @@ def test_rows_within_memory():
     assert rows_within_memory(1, 10 * 2**20) == 1
     with pytest.raises(ValueError):
         rows_within_memory(1, 0)
+
+
+def _log_a_warning(name: str) -> str:
+    import logging
+
+    logging.getLogger(name).warning("a warning from the stage child")
+    return "logged"
+
+
+def test_a_console_lock_held_by_another_thread_at_the_fork_does_not_hang_the_child():
+    """Forked while another thread of the parent prints through Prefect's console handler (it
+    holds the rich console's lock), the stage child can still log through that handler."""
+    import logging
+    import threading
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    logger = logging.getLogger("movierec-test-fork-lock")
+    handler = PrefectConsoleHandler(level=logging.WARNING)
+    logger.addHandler(handler)
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_console() -> None:
+        with handler.console._lock:
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold_the_console, daemon=True)
+    holder.start()
+    try:
+        assert held.wait(10)
+        result = run_with_budget("logging", 60, _log_a_warning, logger.name)  # hung until 60 s
+        assert result.value == "logged"
+    finally:
+        release.set()
+        holder.join(10)
+        logger.removeHandler(handler)
