@@ -91,11 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
         "e.g. data/ratings.parquet -> the 'ratings' suite). PATH a run directory: recompute the "
         "sha256 of every file listed in inventory/artifact_manifest.json, re-run every file's suites, "
         "and report files changed or missing since the run, files that fail now, symbolic links "
-        "pointing outside the run, and files added after the manifest (informational). Exit 1 when "
-        "anything changed, is missing or fails.",
+        "pointing outside the run, and files added after the manifest (informational); then check "
+        "the manifest's own sha256 against the seal the run recorded on the Prefect server "
+        "(PREFECT_API_URL, else a temporary server on the local database), so a manifest edited "
+        "to match edited files is caught. Exit 1 when anything changed, is missing or fails, or "
+        "the seal does not match.",
     )
     val.add_argument("path", help="a parquet table written by a run, or a run directory")
     val.add_argument("--suite", help="suite name when the file name does not say it (tables only)")
+    val.add_argument(
+        "--no-seal",
+        action="store_true",
+        help="run directory: skip the check against the Prefect server's record of the manifest",
+    )
     rec = sub.add_parser(
         "recommend",
         help="top-K movies for one user from a finished run, with reasons",
@@ -439,7 +447,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     path = Path(args.path)
     if path.is_dir():
-        return _validate_run_dir(path)
+        code = _validate_run_dir(path)
+        return code if args.no_seal else max(code, _check_manifest_seal(path))
     if not path.is_file():
         raise UsageError(
             f"{path}: no such file or directory. Give a parquet table or a run directory written by a run."
@@ -485,6 +494,37 @@ def _validate_run_dir(run_dir: Path) -> int:
         f"{len(report['failed'])} failing validation, {len(report['added'])} added"
     )
     return EXIT_OK if report["ok"] else EXIT_FAILED_CHECK
+
+
+def _check_manifest_seal(run_dir: Path) -> int:
+    """`movierec validate RUN_DIR`, second part: the manifest against the server's seal."""
+    from flows.seal import check_seal
+    from tasks.manifest import MANIFEST
+
+    with _server():
+        seal = check_seal(run_dir)
+    short = seal["sha256"][:12]
+    if seal["status"] == "ok":
+        m = seal["matched"]
+        print(
+            f"SEAL     {MANIFEST} sha256 {short} matches the seal flow run {m['flow_run_id']} "
+            f"recorded on the Prefect server at {m['created']}"
+        )
+        return EXIT_OK
+    if seal["status"] == "no record":
+        print(
+            f"SEAL     not checked: the Prefect server has no seal for this run (another server, or "
+            f"a run older than seals); {MANIFEST} sha256 {short}"
+        )
+        return EXIT_OK
+    newest, earlier = seal["recorded"][0], len(seal["recorded"]) - 1
+    print(
+        f"SEAL     MISMATCH {MANIFEST}: sha256 {short}, but the Prefect server recorded "
+        f"{newest['sha256'][:12]} (flow run {newest['flow_run_id']}, {newest['created']}"
+        + (f"; {earlier} earlier seal(s) differ too" if earlier else "")
+        + "): the manifest was changed after the run wrote it"
+    )
+    return EXIT_FAILED_CHECK
 
 
 COMMANDS = {

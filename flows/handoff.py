@@ -223,8 +223,10 @@ def handoff_flow(
         profile=prof,
     )
     from flows.artifacts import publish_decision_artifact
+    from flows.seal import publish_seal
 
     publish_decision_artifact(handoff.facts, str(root))
+    publish_seal(root)  # the final manifest's sha256, kept outside the run (flows/seal.py)
     return {
         "run_dir": str(root),
         "decision": handoff.facts.get("decision"),

@@ -116,6 +116,28 @@ def test_handoff_with_a_higher_min_lift_changes_the_decision_and_inventory_only(
     assert all(f["status"] == "passed" for f in listed.values())
 
 
+def test_a_manifest_edited_to_match_an_edited_file_is_caught_by_the_seal(run_copy, capsys):
+    """Editing a file and its sha256 in the manifest passes the file checks of `movierec
+    validate`; the manifest's own sha256, recorded on the Prefect server by the handoff flow
+    (flows/seal.py), does not match any more."""
+    from flows.seal import check_seal
+
+    assert check_seal(run_copy)["status"] == "ok"  # the pipeline's handoff sealed it
+    report = run_copy / "reports" / "final_report.md"
+    report.write_text(report.read_text() + "\nDecision: APPROVE (edited by hand)\n")
+    manifest = json.loads((run_copy / MANIFEST).read_text())
+    entry = next(f for f in manifest["files"] if f["path"] == "reports/final_report.md")
+    entry["sha256"] = hashlib.sha256(report.read_bytes()).hexdigest()
+    entry["bytes"] = report.stat().st_size
+    (run_copy / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+    assert main(["validate", str(run_copy)]) == 1
+    out = capsys.readouterr().out
+    assert "CHANGED " not in out and "FAILED " not in out, out  # the file checks are fooled
+    assert "SEAL     MISMATCH inventory/artifact_manifest.json" in out, out
+    assert check_seal(run_copy)["status"] == "mismatch"
+
+
 def test_a_bad_set_exits_2_naming_it_before_anything_runs(run_copy, prefect_api_env, capsys):
     before = _hashes(run_copy)
     assert main(["handoff", str(run_copy), "--set", "signoff.min_lift=high"]) == 2
