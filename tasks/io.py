@@ -113,6 +113,10 @@ def atomic_path(final: Path | str) -> Iterator[Path]:
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
         os.replace(tmp, final)
+    except OSError as exc:
+        if not exc.filename:  # a library's write error (pyarrow: a full disk) names no file
+            exc.filename = str(final)
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -377,3 +377,88 @@ def test_bad_profile_or_command_line(
     message = _check(case, result)
     print(f"{name}: {message}")
     assert _snapshot(root) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# refusals of the operating system: permissions and a full disk, as real processes
+@pytest.fixture(scope="module")
+def without_root_rights() -> list[str]:
+    """Command prefix that runs `movierec` without the superuser's right to ignore permission
+    bits: as root, a new user namespace (``unshare --user``: files are then checked by their
+    permission bits like any user's); nothing for a normal user. Skips where neither works."""
+    if os.geteuid() != 0:
+        return []
+    try:
+        usable = subprocess.run(["unshare", "--user", "true"], capture_output=True).returncode == 0
+    except FileNotFoundError:
+        usable = False
+    if not usable:
+        pytest.skip("running as root and `unshare --user` is not allowed here: root ignores "
+                    "permission bits, so a permission error cannot be produced")
+    return ["unshare", "--user"]
+
+
+#: case: (what to make unreadable or unwritable, mode, words the message must hold)
+PERMISSION_CASES = {
+    "ratings_csv_unreadable": ("data/ratings.csv", 0o000, ("ratings.csv", "Permission denied", "Fix")),
+    "tags_csv_unreadable": ("data/tags.csv", 0o000, ("tags.csv", "Permission denied", "Fix")),
+    "data_dir_unreadable": ("data", 0o000, ("/data", "Permission denied", "Fix")),
+    "artifacts_dir_read_only": ("artifacts", 0o555, ("artifacts", "not writable", "--artifacts")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PERMISSION_CASES))
+def test_a_permission_refusal_is_one_message_naming_the_path(
+    name, ml_small_dir, without_root_rights, prefect_api_env, tmp_path
+):
+    target, mode, mentions = PERMISSION_CASES[name]
+    folder = _copy_real(ml_small_dir, tmp_path / "data")
+    shutil.copyfile(ml_small_dir / "tags.csv", folder / "tags.csv")
+    root = tmp_path / "artifacts"
+    root.mkdir()
+    (tmp_path / target).chmod(mode)
+    try:
+        case = Case(
+            ["run", "--profile", PROFILE, "--data-dir", str(folder), "--artifacts", str(root)],
+            mentions,
+        )
+        result = subprocess.run(
+            [*without_root_rights, sys.executable, "-m", "flows.cli", *case.args],
+            capture_output=True, text=True, env=prefect_api_env, cwd=REPO, timeout=900,
+        )  # fmt: skip
+        print(f"{name}: {_check(case, result)}")
+        assert not (root / PROFILE / "LATEST").exists()
+    finally:
+        (tmp_path / target).chmod(0o755)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB file system (tmpfs): room for a run directory, not for the ingested tables.
+    Needs the right to mount (root); skipped otherwise."""
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill ({mounted.stderr.decode().strip()})")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_mid_run_is_one_message_naming_the_file(
+    ml_small_dir, small_disk, prefect_api_env
+):
+    """The disk fills while the ingest stage writes its tables (in the stage's child, through
+    pyarrow, whose error names no file): exit 2, the file named, no traceback, no LATEST."""
+    case = Case(
+        ["run", "--profile", PROFILE, "--data-dir", str(ml_small_dir), "--artifacts", str(small_disk)],
+        ("No space left on device", ".parquet", "the disk is full"),
+    )
+    message = _check(case, _movierec(case, prefect_api_env))
+    print(f"disk full: {message}")
+    assert str(small_disk) in message
+    assert not (small_disk / PROFILE / "LATEST").exists()
