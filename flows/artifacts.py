@@ -103,3 +103,15 @@ def publish_regression_artifact(run_dir: str) -> None:
         markdown=report.read_text(encoding="utf-8"),
         description=f"Tuned policy vs the baseline run, per cohort ({run_dir})",
     )
+
+
+def decided_state(summary: dict[str, Any]) -> Any:
+    """The final state of a flow run that decided: Completed, named after the decision (APPROVE,
+    NEEDS WORK or REJECT) with the reasons as its message, so the Prefect UI's runs list shows the
+    outcome instead of a plain "Completed". Calling the flow still returns ``summary``."""
+    from prefect.states import Completed
+
+    decision = summary.get("decision") or "unknown"
+    reasons = list(summary.get("decision_reasons") or [])
+    message = f"decision {decision}" + (f": {'; '.join(reasons)}" if reasons else "")
+    return Completed(name=decision, message=message[:2000], data=summary)

@@ -86,7 +86,9 @@ def nightly_reevaluation(
         logger.warning(
             "no %s in the run directory: the regression stage did not run", regression_path
         )
-    return summary
+    from flows.artifacts import decided_state
+
+    return decided_state(summary)  # the runs list shows the decision on this run too
 
 
 def build_deployments(

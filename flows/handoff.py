@@ -227,7 +227,9 @@ def handoff_flow(
 
     publish_decision_artifact(handoff.facts, str(root))
     publish_seal(root)  # the final manifest's sha256, kept outside the run (flows/seal.py)
-    return {
+    from flows.artifacts import decided_state
+
+    summary = {
         "run_dir": str(root),
         "decision": handoff.facts.get("decision"),
         "decision_reasons": list(handoff.facts.get("reasons", [])),
@@ -236,6 +238,7 @@ def handoff_flow(
         "stages": [r.as_dict() for r in runner.records],
         "stage_table": runner.table(),
     }
+    return decided_state(summary)
 
 
 def run_handoff(run_dir: str, overrides: list[str] | None = None) -> dict[str, Any]:

@@ -302,7 +302,9 @@ def recommender_pipeline(
         "logs/run_status.json",
     )
     mark_run_complete(run_dir)
-    return {
+    from flows.artifacts import decided_state
+
+    summary = {
         "flow_run_id": str(prefect_runtime.flow_run.id),
         "run_dir": str(run_dir),
         "stages": [r.as_dict() for r in runner.records],
@@ -313,6 +315,7 @@ def recommender_pipeline(
         "decision": handoff.facts.get("decision"),
         "decision_reasons": list(handoff.facts.get("reasons", [])),
     }
+    return decided_state(summary)
 
 
 def run_pipeline(

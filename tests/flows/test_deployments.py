@@ -154,7 +154,11 @@ def test_triggered_runs_complete_and_history_shows_their_task_runs(prefect_serve
     assert listing.returncode == 0, listing.stderr
     assert first["id"] in listing.stdout and worse["id"] in listing.stdout
     assert "recommender-pipeline" in listing.stdout and "nightly-reevaluation" in listing.stdout
-    assert "Completed" in listing.stdout
+    # the runs carry their decision as the final state's name (type COMPLETED)
+    for run in (first, worse):
+        assert run["state"]["name"] in ("APPROVE", "NEEDS WORK", "REJECT"), run["state"]
+        assert run["state"]["message"].startswith(f"decision {run['state']['name']}")
+    assert first["state"]["name"] in listing.stdout
 
     computed = _task_table(prefect_server, first["id"])
     assert all(cached == "no" for _, cached, _ in computed.values())

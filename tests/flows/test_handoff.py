@@ -67,6 +67,13 @@ def test_the_pipeline_runs_inventory_and_handoff_in_its_last_subflow(finished_ru
         time.sleep(0.5)
     assert flow_of["inventory"] == flow_of["handoff"] == "handoff", flow_of
     assert flow_of["evaluation"] == "recommender-pipeline"
+    # the runs list shows the outcome: the final state is named after the decision
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(finished_run["flow_run_id"]).state
+    assert state.type.value == "COMPLETED" and state.name == finished_run["decision"], state
+    assert state.message.startswith(f"decision {finished_run['decision']}")
 
 
 def test_handoff_with_a_higher_min_lift_changes_the_decision_and_inventory_only(
