@@ -152,12 +152,21 @@ def build_parser() -> argparse.ArgumentParser:
     hist = sub.add_parser(
         "history",
         help="recent flow runs and their task runs, from the Prefect API",
-        description="List recent flow runs (state, duration, parameters) from the Prefect server in "
-        "PREFECT_API_URL, or from the local database when none is set - the same records the "
-        "Prefect UI shows. With --run ID, list that run's task runs and whether they were cached.",
+        description="List recent flow runs (name, flow, profile, state - the decision for a run "
+        "that decided: APPROVE, NEEDS WORK or REJECT -, duration, id) from the Prefect server in "
+        "PREFECT_API_URL, or from the local database through a temporary server when none is set "
+        "- the same records the Prefect UI shows. With --run, list one run's task runs and whether "
+        "they were cached.",
     )
     hist.add_argument("--limit", type=int, default=10, help="how many flow runs (default 10)")
-    hist.add_argument("--run", dest="run_id", help="a flow run id: show its task runs")
+    hist.add_argument(
+        "--run",
+        dest="run_id",
+        metavar="RUN",
+        help="a flow run: its full id, a unique start of the id, or its name as the UI shows it "
+        "(e.g. sigma5-oxpemul): show its task runs",
+    )
+    hist.add_argument("--json", action="store_true", help="print JSON (for scripts)")
 
     srv = sub.add_parser(
         "serve",
@@ -233,22 +242,62 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
     from tasks.errors import UsageError
-    from tasks.history import format_flow_runs, format_task_runs, read_history, read_scheduled
+    from tasks.history import (
+        find_flow_run,
+        format_flow_runs,
+        format_task_runs,
+        read_history,
+        read_scheduled,
+    )
 
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
-    flows, tasks = read_history(limit=args.limit, run_id=args.run_id)
-    if args.run_id and not flows:
-        raise UsageError(f"no flow run with id {args.run_id!r}; `movierec history` lists the ids")
+    _check_api_reachable()
+    with _server():
+        run_id = find_flow_run(args.run_id) if args.run_id else None
+        flows, tasks = read_history(limit=args.limit, run_id=run_id)
+        scheduled = [] if run_id else read_scheduled()
+    if args.json:
+        payload: dict = {"flow_runs": [{**asdict(r), "profile": r.profile} for r in flows]}
+        if run_id:
+            payload["task_runs"] = [asdict(t) for t in tasks]
+        else:
+            payload["scheduled"] = [{"start": w, "flow": f} for w, f in scheduled]
+        print(json.dumps(payload, indent=2, default=str))
+        return EXIT_OK
     print(format_flow_runs(flows))
-    if args.run_id:
+    if run_id:
         print()
         print(format_task_runs(tasks))
-    else:
-        for when, flow_name in read_scheduled():
-            print(f"next scheduled: {flow_name} at {when}")
+    for when, flow_name in scheduled:
+        print(f"next scheduled: {flow_name} at {when}")
     return EXIT_OK
+
+
+def _check_api_reachable() -> None:
+    """With PREFECT_API_URL set, one quick health check: an unreachable server is one message
+    (Prefect's client would retry for a minute and end in a traceback)."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        return
+    import httpx
+
+    from tasks.errors import UsageError
+
+    try:
+        httpx.get(url.rstrip("/") + "/health", timeout=10).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise UsageError(
+            f"no Prefect server answers at PREFECT_API_URL={url} ({type(exc).__name__}: {exc}). "
+            "Fix: start it (`make ui`), correct PREFECT_API_URL, or unset it to read the local "
+            "database."
+        ) from None
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -264,15 +313,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             "Start one with `make ui` (127.0.0.1:4200), then `export "
             "PREFECT_API_URL=http://127.0.0.1:4200/api` and run `movierec serve` again."
         )
-    import httpx
-
-    try:
-        httpx.get(url.rstrip("/") + "/health", timeout=10).raise_for_status()
-    except httpx.HTTPError as exc:
-        raise UsageError(
-            f"no Prefect server answers at PREFECT_API_URL={url} ({exc}). Start one with `make ui` "
-            "or fix PREFECT_API_URL."
-        ) from None
+    _check_api_reachable()
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
     nightly = load_profile(args.nightly_profile)  # fail fast on a bad profile

@@ -1,8 +1,10 @@
 """Run history from the Prefect API (the same records the Prefect UI shows).
 
-``movierec history`` lists recent flow runs with state, duration and parameters, and for one run its
-task runs with state, duration and whether they came from cache. Every query passes ``limit`` and
-``sort`` (ENVIRONMENT.md: default arguments are fragile with some FastAPI versions).
+``movierec history`` lists recent flow runs with name, profile, state (a run that decided ends in a
+state named after its decision: APPROVE, NEEDS WORK or REJECT), duration and parameters, and for one
+run - found by id, unique id prefix or name (:func:`find_flow_run`) - its task runs with state,
+duration and whether they came from cache. Every query passes ``limit`` and ``sort``
+(ENVIRONMENT.md: default arguments are fragile with some FastAPI versions).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ __all__ = [
     "FlowRunRow",
     "TaskRunRow",
     "format_flow_runs",
+    "find_flow_run",
     "format_task_runs",
     "read_history",
     "read_scheduled",
@@ -29,6 +32,10 @@ class FlowRunRow:
     start: str
     seconds: float
     parameters: dict[str, Any]
+
+    @property
+    def profile(self) -> str:
+        return str(self.parameters.get("profile") or "-")
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,50 @@ def read_history(
     return rows, tasks
 
 
+def find_flow_run(text: str) -> str:
+    """The id of the flow run that ``text`` names: a full id, the start of exactly one id among
+    the newest 200 runs, or a run name (the newest run of that name). Raises
+    :class:`~tasks.errors.UsageError` when none or several match."""
+    import uuid
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    from tasks.errors import UsageError
+
+    text = text.strip()
+    with get_client(sync_client=True) as client:
+        try:
+            return str(client.read_flow_run(uuid.UUID(text)).id)
+        except ValueError:
+            pass  # not a full id
+        except Exception:  # noqa: BLE001 - a well-formed id that is not on this server
+            raise UsageError(
+                f"no flow run with id {text} on this Prefect server; `movierec history` lists them"
+            ) from None
+        named = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[text])),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=1,
+        )
+        if named:
+            return str(named[0].id)
+        recent = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=200)
+    matches = sorted({str(r.id) for r in recent if str(r.id).startswith(text.lower())})
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise UsageError(
+            f"{text!r} starts {len(matches)} flow run ids ({', '.join(m[:13] for m in matches[:5])}"
+            f"{', ...' if len(matches) > 5 else ''}): give more of the id"
+        )
+    raise UsageError(
+        f"no flow run named {text!r} or with an id starting so among the newest 200; "
+        "`movierec history` lists names and ids"
+    )
+
+
 def read_scheduled(limit: int = 3) -> list[tuple[str, str]]:
     """The next scheduled flow runs: (expected start, flow name), soonest first."""
     from prefect.client.orchestration import get_client
@@ -173,10 +224,15 @@ def format_flow_runs(rows: list[FlowRunRow]) -> str:
     """Flow runs as an aligned text table."""
     if not rows:
         return "no flow runs recorded on this Prefect server yet"
-    lines = [f"{'started':<25} {'flow':<22} {'state':<10} {'seconds':>8}  {'id':<36}  parameters"]
+    lines = [
+        f"{'started':<25} {'name':<24} {'flow':<22} {'profile':<16} {'state':<10} {'seconds':>8}  "
+        f"{'id':<36}  overrides"
+    ]
     for r in rows:
+        overrides = r.parameters.get("overrides") or {}
         lines.append(
-            f"{r.start:<25} {r.flow_name[:22]:<22} {r.state:<10} {r.seconds:8.1f}  {r.id:<36}  {_params_text(r.parameters)}"
+            f"{r.start:<25} {r.name[:24]:<24} {r.flow_name[:22]:<22} {r.profile[:16]:<16} "
+            f"{r.state[:10]:<10} {r.seconds:8.1f}  {r.id:<36}  {_params_text(overrides) or '-'}"
         )
     return "\n".join(lines)
 

@@ -168,6 +168,21 @@ def test_an_error_raised_while_handling_a_signal_counts_as_the_signal():
         assert not _caused_by(exc, "TerminationSignal")
 
 
+def test_history_with_an_unreachable_server_is_one_message_and_exit_2(tmp_path):
+    env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api", "PREFECT_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "history"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "no Prefect server answers at PREFECT_API_URL=http://127.0.0.1:9/api" in result.stderr
+
+
 def test_help_explains_every_command():
     for command in ([], ["run"], ["generate"], ["validate"], ["handoff"]):
         result = subprocess.run(

@@ -142,6 +142,23 @@ def _task_table(server, run_id: str) -> dict[str, tuple[str, str, str]]:
     return rows
 
 
+def test_history_finds_a_run_by_id_prefix_or_by_name_and_prints_json(
+    prefect_server, deployment_runs
+):
+    first = deployment_runs["first"]
+    for key in (first["id"][:8], first["name"]):
+        shown = _movierec(prefect_server, "history", "--run", key, "--json")
+        assert shown.returncode == 0, shown.stderr
+        payload = json.loads(shown.stdout)
+        assert [r["id"] for r in payload["flow_runs"]] == [first["id"]], payload["flow_runs"]
+        assert payload["flow_runs"][0]["name"] == first["name"]
+        assert payload["flow_runs"][0]["state"] == first["state"]["name"]  # the decision
+        assert {t["name"].rsplit("-", 1)[0] for t in payload["task_runs"]} >= set(STAGES)
+    unknown = _movierec(prefect_server, "history", "--run", "no-such-run")
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr, unknown.stderr
+    assert "no flow run named 'no-such-run'" in unknown.stderr
+
+
 def test_triggered_runs_complete_and_history_shows_their_task_runs(prefect_server, deployment_runs):
     first, worse = deployment_runs["first"], deployment_runs["worse"]
     for run in (first, worse):
