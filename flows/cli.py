@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--run", help="run directory (default: LATEST of --profile under --artifacts)")
     rec.add_argument("--profile", default="demo", help="profile whose LATEST run to use (default demo)")
     rec.add_argument("--artifacts", default="artifacts", help="artifacts root (default ./artifacts)")
+    rec.add_argument("--json", action="store_true", help="print JSON (for scripts)")
 
     hand = sub.add_parser(
         "handoff",
@@ -222,6 +223,15 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     table = recommend_for_user(run_dir, args.user, args.k, args.genre or None, args.provider or None)
     mode = str(table["mode"].iloc[0]) if len(table) else "personalised"
     step = int(table["relaxation_step"].iloc[0]) if len(table) else 0
+    if args.json:
+        import json
+
+        print(json.dumps({
+            "user": args.user, "run_dir": str(run_dir), "mode": mode, "order": "served (MMR)",
+            "relaxation_step": step, "k_final": table.attrs.get("k_final"),
+            "items": json.loads(table.to_json(orient="records")),
+        }, indent=2))  # fmt: skip
+        return EXIT_OK
     print(f"user {args.user}: {len(table)} movies ({mode}) from {run_dir}")
     if "k_capped_from" in table.attrs:
         print(f"--k {table.attrs['k_capped_from']} is more than this run's list length k_final = {table.attrs['k_final']}: showing {table.attrs['k_final']}")

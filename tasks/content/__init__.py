@@ -31,7 +31,6 @@ from tasks.content._neighbors import (
 )
 from tasks.content._numeric import numeric_features
 from tasks.content._profiles import content_scores, taste_profile, user_taste_profiles
-from tasks.content._stage import build_features, features_core
 from tasks.io import load_array, save_array
 
 __all__ = [
@@ -61,3 +60,13 @@ __all__ = [
     "taste_profile",
     "user_taste_profiles",
 ]
+
+
+def __getattr__(name: str):
+    """The stage shell (``build_features``, ``features_core``) imports Prefect: loaded on first use,
+    so readers of a finished run (``movierec recommend``) start without it."""
+    if name in ("build_features", "features_core"):
+        from tasks.content import _stage
+
+        return getattr(_stage, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

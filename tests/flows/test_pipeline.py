@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -151,6 +153,21 @@ def test_recommend_command_serves_a_real_user_and_rejects_an_unknown_one(first_r
     assert main(["recommend", "--user", "987654321", "--run", run_dir]) == 2
     assert "unknown user id 987654321" in capsys.readouterr().err
     assert main(["recommend", "--user", str(user), "--genre", "NoSuchGenre", "--run", run_dir]) == 2
+    capsys.readouterr()
+    assert main(["recommend", "--user", str(user), "--k", "7", "--run", run_dir, "--json"]) == 0
+    served = json.loads(capsys.readouterr().out)
+    assert served["order"] == "served (MMR)" and served["user"] == user
+    assert [i["rank"] for i in served["items"]] == list(range(1, 8))
+    for line, item in zip(lines, served["items"], strict=True):  # the same list as the text
+        assert line.startswith(f"{item['rank']:>3}. {item['title']}"), (line, item)
+    # a reader of a finished run does not load the orchestration library (issue 13: fast start)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys; from flows.cli import main; main(sys.argv[1:]); "
+         "print('prefect loaded' if 'prefect' in sys.modules else 'no prefect')",
+         "recommend", "--user", str(user), "--run", run_dir],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=300,
+    )  # fmt: skip
+    assert probe.stdout.strip().endswith("no prefect"), probe.stdout + probe.stderr
 
 
 def test_run_publishes_headline_gates_and_progress_artifacts(first_run):
