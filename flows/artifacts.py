@@ -1,19 +1,37 @@
 """Prefect UI artifacts of a run: the headline metrics table, the gate results and the decision.
 
-Keys are stable across runs (lowercase and dashes), so the Prefect UI shows their history.
-Every value comes from the evaluation stage's own facts.
+Keys are ``<profile>-<name>`` (lowercase and dashes, :func:`artifact_key`): stable across the runs
+of one profile, so the Prefect UI shows each profile's history on its own (ci runs do not mix with
+ml-latest-small runs). Paths in them are relative to the run directory, which the description
+names. Every value comes from the run's own facts and files.
 """
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "artifact_key",
+    "decided_state",
     "headline_rows",
     "publish_decision_artifact",
+    "publish_on_parent",
     "publish_regression_artifact",
     "publish_run_artifacts",
 ]
+
+
+def artifact_key(run_dir: str | Path, name: str) -> str:
+    """``<profile>-<name>`` for a run directory ``artifacts/<profile>/<run id>``, in the characters
+    Prefect allows in a key.
+
+    >>> artifact_key("artifacts/ml-latest-small/20261207T120000Z-abc123", "headline-metrics")
+    'ml-latest-small-headline-metrics'
+    """
+    profile = Path(run_dir).resolve().parent.name
+    return re.sub(r"[^a-z0-9-]+", "-", f"{profile}-{name}".lower()).strip("-")
 
 
 def headline_rows(evaluation_facts: dict[str, Any]) -> list[dict[str, Any]]:
@@ -35,7 +53,6 @@ def headline_rows(evaluation_facts: dict[str, Any]) -> list[dict[str, Any]]:
 def _gate_lines(run_dir: str) -> list[str]:
     """Measured value, threshold and pass of each acceptance gate (eval/gates.json)."""
     import json
-    from pathlib import Path
 
     path = Path(run_dir) / "eval" / "gates.json"
     if not path.exists():
@@ -51,12 +68,17 @@ def _gate_lines(run_dir: str) -> list[str]:
     return [f"Best baseline on test: **{best}**.", "", *lines] if best else lines
 
 
-def publish_run_artifacts(evaluation_facts: dict[str, Any], run_dir: str) -> None:
-    """Create the ``headline-metrics`` table and ``acceptance-gates`` markdown artifacts."""
+def _key(run_dir: str, name: str, keyed: bool) -> str | None:
+    return artifact_key(run_dir, name) if keyed else None
+
+
+def publish_run_artifacts(evaluation_facts: dict[str, Any], run_dir: str, keyed: bool = True) -> None:
+    """Create the ``<profile>-headline-metrics`` table and ``<profile>-acceptance-gates`` markdown
+    artifacts (``keyed=False``: the same, without keys - copies on a parent flow run's page)."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     create_table_artifact(
-        key="headline-metrics",
+        key=_key(run_dir, "headline-metrics", keyed),
         table=headline_rows(evaluation_facts),
         description=f"Recall/MAP/NDCG@10 on test of the tuned policy and every tuned baseline ({run_dir})",
     )
@@ -65,12 +87,14 @@ def publish_run_artifacts(evaluation_facts: dict[str, Any], run_dir: str) -> Non
     lines = ["# Acceptance gates", "", verdict, "", *_gate_lines(run_dir), ""]
     lines.append("Details: `eval/gates.json`, report `reports/offline_metrics.md` (in the run directory).")
     create_markdown_artifact(
-        key="acceptance-gates", markdown="\n".join(lines) + "\n", description="Acceptance gates of the tuned policy"
+        key=_key(run_dir, "acceptance-gates", keyed),
+        markdown="\n".join(lines) + "\n",
+        description=f"Acceptance gates of the tuned policy ({run_dir})",
     )
 
 
-def publish_decision_artifact(handoff_facts: dict[str, Any], run_dir: str) -> None:
-    """Create the ``signoff-decision`` markdown artifact: the computed decision and its reasons."""
+def publish_decision_artifact(handoff_facts: dict[str, Any], run_dir: str, keyed: bool = True) -> None:
+    """Create the ``<profile>-signoff-decision`` markdown artifact: the decision and its reasons."""
     from prefect.artifacts import create_markdown_artifact
 
     decision = handoff_facts.get("decision", "unknown")
@@ -79,30 +103,39 @@ def publish_decision_artifact(handoff_facts: dict[str, Any], run_dir: str) -> No
     lines += [f"- {reason}" for reason in reasons] or ["- (no reasons recorded)"]
     lines += [
         "",
-        f"Sign-off package: `{run_dir}/signoff/handoff.md`, machine-readable "
-        f"`{run_dir}/signoff/signoff.json`; final report `{run_dir}/reports/final_report.md`.",
+        "Sign-off package: `signoff/handoff.md`, machine-readable `signoff/signoff.json`; final "
+        f"report `reports/final_report.md` (in the run directory `{run_dir}`).",
     ]
     create_markdown_artifact(
-        key="signoff-decision",
+        key=_key(run_dir, "signoff-decision", keyed),
         markdown="\n".join(lines) + "\n",
         description=f"APPROVE / NEEDS WORK / REJECT computed from the gates ({run_dir})",
     )
 
 
-def publish_regression_artifact(run_dir: str) -> None:
-    """Create the ``regression-check`` markdown artifact from the run's ``reports/regression.md``."""
-    from pathlib import Path
-
+def publish_regression_artifact(run_dir: str, keyed: bool = True) -> None:
+    """Create the ``<profile>-regression-check`` markdown artifact from ``reports/regression.md``."""
     from prefect.artifacts import create_markdown_artifact
 
     report = Path(run_dir) / "reports" / "regression.md"
     if not report.exists():
         return
     create_markdown_artifact(
-        key="regression-check",
+        key=_key(run_dir, "regression-check", keyed),
         markdown=report.read_text(encoding="utf-8"),
         description=f"Tuned policy vs the baseline run, per cohort ({run_dir})",
     )
+
+
+def publish_on_parent(summary: dict[str, Any]) -> None:
+    """The run's headline, gates, regression and decision artifacts again, without keys, on the
+    page of a flow run that ran the pipeline as a subflow (``nightly-reevaluation``): the parent
+    run's page shows the outcome, and each key's history keeps one version per run."""
+    run_dir = summary["run_dir"]
+    publish_run_artifacts(summary, run_dir, keyed=False)
+    publish_regression_artifact(run_dir, keyed=False)
+    decision = {"decision": summary.get("decision"), "reasons": summary.get("decision_reasons", [])}
+    publish_decision_artifact(decision, run_dir, keyed=False)
 
 
 def decided_state(summary: dict[str, Any]) -> Any:

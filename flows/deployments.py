@@ -86,8 +86,9 @@ def nightly_reevaluation(
         logger.warning(
             "no %s in the run directory: the regression stage did not run", regression_path
         )
-    from flows.artifacts import decided_state
+    from flows.artifacts import decided_state, publish_on_parent
 
+    publish_on_parent(summary)  # this run's page shows the outcome too, not only the subflow's
     return decided_state(summary)  # the runs list shows the decision on this run too
 
 

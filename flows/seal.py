@@ -4,7 +4,7 @@ The manifest (``inventory/artifact_manifest.json``) lists every file of a run wi
 ``movierec validate RUN_DIR`` re-hashes the files against it. Someone who edits a file *and* its
 line in the manifest would pass that check. So the ``handoff`` flow, once it has written the final
 manifest, records the manifest's own sha256 as a Prefect artifact of its flow run (key
-``manifest-seal-<profile>-<run id>``, one version per handoff), outside the run directory, and
+``<profile>-manifest-seal-<run id>``, one version per handoff), outside the run directory, and
 ``movierec validate`` checks that the manifest's sha256 is one of those the server recorded.
 
 Protects against: edits made in the run directory alone (files and manifest together), by anyone
@@ -26,10 +26,10 @@ __all__ = ["check_seal", "publish_seal", "seal_key"]
 
 
 def seal_key(run_dir: Path | str) -> str:
-    """``manifest-seal-<profile>-<run id>`` in the characters Prefect allows in a key."""
-    root = Path(run_dir).resolve()
-    slug = re.sub(r"[^a-z0-9-]+", "-", f"{root.parent.name}-{root.name}".lower()).strip("-")
-    return f"manifest-seal-{slug}"
+    """``<profile>-manifest-seal-<run id>`` in the characters Prefect allows in a key."""
+    from flows.artifacts import artifact_key
+
+    return artifact_key(run_dir, f"manifest-seal-{Path(run_dir).resolve().name}")
 
 
 def publish_seal(run_dir: Path | str) -> str:

@@ -224,6 +224,24 @@ def test_nightly_flags_a_worse_model_as_a_regression(deployment_runs, artifacts_
     assert "Significant drop" in report and str(first) in report
 
 
+def test_the_nightly_run_page_shows_the_outcome_of_its_pipeline(prefect_server, deployment_runs):
+    """The nightly parent run holds copies (without keys) of its subflow's headline, gates,
+    regression and decision artifacts; the keyed ones carry the profile (ci-...)."""
+    worse = deployment_runs["worse"]
+    own = prefect_server.api(
+        "post", "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [worse["id"]]}}, "limit": 50}
+    )
+    texts = " ".join(str(a.get("data")) for a in own)
+    assert {a["type"] for a in own} >= {"table", "markdown"}, own
+    assert "tuned_policy" in texts and "# Acceptance gates" in texts and "Significant drop" in texts
+    assert f"# Decision: {worse['state']['name']}" in texts
+    assert all(a["key"] is None for a in own)
+    keyed = prefect_server.api(
+        "post", "/artifacts/filter", {"artifacts": {"key": {"any_": ["ci-signoff-decision"]}}, "limit": 50}
+    )
+    assert len(keyed) >= 2  # one per run (the pipeline's and the nightly's subflow), none for copies
+
+
 def test_prefect_yaml_declares_the_same_deployments():
     """prefect.yaml (for `prefect deploy`) matches what `movierec serve` registers."""
     import importlib

@@ -174,10 +174,10 @@ def test_run_publishes_headline_gates_and_progress_artifacts(first_run):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    keys = [
-        "headline-metrics",
-        "acceptance-gates",
-        "signoff-decision",
+    keys = [  # the run's results under keys that carry the profile; progress is the same for all
+        "ci-headline-metrics",
+        "ci-acceptance-gates",
+        "ci-signoff-decision",
         "pipeline-progress",
         "evaluation-progress",
     ]
@@ -186,5 +186,5 @@ def test_run_publishes_headline_gates_and_progress_artifacts(first_run):
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)), limit=50
         )
     assert {a.key for a in found} == set(keys)
-    headline = next(a for a in found if a.key == "headline-metrics")
+    headline = next(a for a in found if a.key == "ci-headline-metrics")
     assert "tuned_policy" in str(headline.data)
