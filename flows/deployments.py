@@ -50,7 +50,7 @@ TAGS = ["movierec"]
 @flow(name="nightly-reevaluation")
 def nightly_reevaluation(
     profile: ProfileName = NIGHTLY_PROFILE,
-    overrides: Overrides | None = None,
+    overrides: Overrides = {},  # noqa: B006 - validated and copied per call by Prefect
     data_dir: str | None = None,
     artifacts_root: str = "artifacts",
 ) -> dict[str, Any]:

@@ -162,7 +162,7 @@ def recorded_stages(run_dir: Path | str) -> dict[str, StageOutput]:
 @flow(name="handoff")
 def handoff_flow(
     run_dir: str,
-    overrides: Overrides | None = None,
+    overrides: Overrides = {},  # noqa: B006 - validated and copied per call by Prefect
     pipeline: PipelineHandover | None = None,
 ) -> dict[str, Any]:
     """Inventory and sign-off of one run directory: a new ``inventory/``, ``signoff/`` and

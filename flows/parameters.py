@@ -4,7 +4,11 @@
   ``profiles/`` (read at import time), so the UI shows a choice. Python callers (the ``movierec``
   CLI) may also pass a path to a ``.toml`` file; anything else is rejected with the list of names.
 - :data:`Overrides`: ``{"section.key": "value"}`` (values read as TOML, as with ``--set``), shown
-  as key/value pairs. The CLI's list form ``["section.key=value", ...]`` is accepted and converted.
+  as key/value pairs whose keys are a choice of the real setting names (:data:`SETTING_NAMES`, the
+  profile model's ``section.key`` fields: the schema's ``propertyNames`` enum, so the server
+  refuses an unknown key when the run is submitted, and validation names the nearest real ones).
+  Empty by default (no ``null`` toggle). The CLI's list form ``["section.key=value", ...]`` is
+  accepted and converted.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
-from tasks.profile import available_profiles
+from tasks.profile import available_profiles, setting_names
 
-__all__ = ["PROFILE_NAMES", "Overrides", "ProfileName", "overrides_as_list"]
+__all__ = ["PROFILE_NAMES", "SETTING_NAMES", "Overrides", "ProfileName", "overrides_as_list"]
 
 #: The profiles a deployment run can choose (the files in profiles/ when this module was imported).
 PROFILE_NAMES: tuple[str, ...] = tuple(available_profiles())
+#: The settings an override may name (``section.key``).
+SETTING_NAMES: tuple[str, ...] = tuple(setting_names())
 
 
 def _check_profile(value: str) -> str:
@@ -60,9 +66,19 @@ def _as_mapping(value: Any) -> Any:
 
 
 def _check_keys(value: dict[str, str]) -> dict[str, str]:
-    bad = [k for k in value if "." not in k]
-    if bad:
-        raise ValueError(f"override key(s) {bad}: expected 'section.key', e.g. 'eval.batch_size'")
+    import difflib
+
+    for key in value:
+        if key in SETTING_NAMES:
+            continue
+        if "." not in key:
+            raise ValueError(f"override key {key!r}: expected 'section.key', e.g. 'eval.batch_size'")
+        near = difflib.get_close_matches(key, SETTING_NAMES, n=3, cutoff=0.6)
+        raise ValueError(
+            f"override key {key!r} is not a setting"
+            + (f"; did you mean {', '.join(near)}?" if near else "")
+            + " (the settings are the section.key names of a profile, e.g. 'eval.batch_size')"
+        )
     return value
 
 
@@ -79,14 +95,25 @@ ProfileName = Annotated[
     ),
 ]
 
+_OVERRIDES_HELP = (
+    "profile settings to override: 'section.key' -> value read as TOML "
+    "(e.g. 'eval.batch_size' -> '2000', 'collab.model' -> 'puresvd')"
+)
 Overrides = Annotated[
     dict[str, str],
     BeforeValidator(_as_mapping),
     AfterValidator(_check_keys),
-    Field(
-        description="profile settings to override: 'section.key' -> value read as TOML "
-        "(e.g. 'eval.batch_size' -> '2000', 'collab.model' -> 'puresvd')",
+    WithJsonSchema(
+        {
+            "type": "object",
+            "title": "overrides",
+            "description": _OVERRIDES_HELP,
+            "propertyNames": {"enum": list(SETTING_NAMES)},
+            "additionalProperties": {"type": "string"},
+            "default": {},
+        }
     ),
+    Field(description=_OVERRIDES_HELP),
 ]
 
 

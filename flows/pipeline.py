@@ -71,7 +71,7 @@ def _preload_libraries() -> None:
 @flow(name="recommender-pipeline")
 def recommender_pipeline(
     profile: ProfileName = "demo",
-    overrides: Overrides | None = None,
+    overrides: Overrides = {},  # noqa: B006 - validated and copied per call by Prefect
     data_dir: str | None = None,
     artifacts_root: str = "artifacts",
 ) -> dict[str, Any]:

@@ -25,6 +25,7 @@ __all__ = [
     "ProfileError",
     "RunProfile",
     "available_profiles",
+    "setting_names",
     "load_profile",
     "parse_set_overrides",
 ]
@@ -466,6 +467,20 @@ class RunProfile(_Section):
     def to_toml(self) -> str:
         """The resolved profile as TOML (written into every run directory)."""
         return _to_toml(self.model_dump(mode="json"))
+
+
+def setting_names() -> list[str]:
+    """Every setting an override may name: ``section.key`` for each field of each section.
+
+    >>> "eval.batch_size" in setting_names() and "signoff.min_lift" in setting_names()
+    True
+    """
+    return sorted(
+        f"{section}.{key}"
+        for section, field in RunProfile.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+        for key in field.annotation.model_fields
+    )
 
 
 def available_profiles(profiles_dir: Path = PROFILES_DIR) -> list[str]:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -38,9 +39,10 @@ def test_flow_parameters_are_typed_for_the_ui_form():
         props = flow.parameters.model_dump()["properties"]
         assert props["profile"]["enum"] == available_profiles()
         assert "nightly" in props["profile"]["enum"]
-        overrides = props["overrides"]["anyOf"][0]
-        assert overrides["type"] == "object"
+        overrides = props["overrides"]  # a mapping, empty by default (no null toggle)
+        assert overrides["type"] == "object" and overrides["default"] == {}
         assert overrides["additionalProperties"] == {"type": "string"}
+        assert "eval.batch_size" in overrides["propertyNames"]["enum"]  # keys: a choice
     # the CLI's list form and non-string values become the dict form; wrong names are refused
     checked = recommender_pipeline.validate_parameters(
         {"profile": "ci", "overrides": ["run.seed=7", "eval.k_values=[5, 10]"]}
@@ -54,6 +56,8 @@ def test_flow_parameters_are_typed_for_the_ui_form():
         recommender_pipeline.validate_parameters({"profile": "nope"})
     with pytest.raises(ParameterTypeError, match="section.key"):
         recommender_pipeline.validate_parameters({"overrides": {"seed": "7"}})
+    with pytest.raises(ParameterTypeError, match="did you mean eval.batch_size"):
+        recommender_pipeline.validate_parameters({"overrides": {"eval.batchsize": "7"}})
 
 
 def test_serve_without_a_server_tells_the_user_what_to_do(tmp_path: Path):
@@ -86,6 +90,14 @@ def test_serve_registers_both_deployments_with_the_nightly_schedule(prefect_serv
     handoff = prefect_server.api("get", "/deployments/name/handoff/handoff")
     assert handoff["parameter_openapi_schema"]["required"] == ["run_dir"]
     assert handoff["enforce_parameter_schema"] and handoff["schedules"] == []
+    # an override key that is no setting is refused when the run is submitted, not 6 s into it
+    refused = httpx.post(
+        f"{prefect_server.api_url}/deployments/{pipeline['id']}/create_flow_run",
+        json={"parameters": {"profile": "ci", "overrides": {"eval.nonsense_key": "1"}}},
+        timeout=30,
+    )
+    assert refused.status_code in (409, 422), refused.text
+    assert "eval.nonsense_key" in refused.text
 
 
 def test_nightly_schedule_creates_runs_at_the_profiles_cron_time(prefect_server, served):

@@ -193,5 +193,5 @@ def test_the_handoff_deployment_takes_a_run_directory():
 
     schema = handoff_flow.parameters.model_dump()
     assert schema["required"] == ["run_dir"]
-    assert schema["properties"]["overrides"]["anyOf"][0]["type"] == "object"
+    assert schema["properties"]["overrides"]["type"] == "object"
     assert handoff_flow.name == HANDOFF_DEPLOYMENT
