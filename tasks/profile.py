@@ -407,7 +407,8 @@ class NightlySection(_Section):
     timezone: str = "UTC"
     compare_with: Literal["last_approved", "previous"] = Field(
         "last_approved",
-        description="baseline: newest complete run whose sign-off is APPROVE, or newest complete run",
+        description="baseline: newest complete run whose sign-off is APPROVE (none approved: the "
+        "newest complete run, and the report says so), or the newest complete run",
     )
     model: str = Field("tuned_policy", description="model whose per-user metrics are compared")
     metrics: tuple[Literal["recall", "map", "ndcg"], ...] = ("recall", "map", "ndcg")

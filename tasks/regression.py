@@ -11,7 +11,8 @@ the final report).
 ``<artifacts>/<profile>/<run-id>/`` whose ``logs/run_status.json`` says ``"complete"`` and that hold
 ``eval/per_user.parquet``, the newest (run ids start with a UTC timestamp, so the newest sorts
 last) - ``previous`` - or the newest whose ``signoff/signoff.json`` decision is ``APPROVE`` -
-``last_approved``. No such run: **not compared** (``compared`` false, no rows, ``significant_drop``
+``last_approved``, falling back to the newest complete run when none was approved (the reason
+says so: a nightly with no approved run still compares). No complete run: **not compared** (``compared`` false, no rows, ``significant_drop``
 false) and the reason says why; the sign-off then has no regression gate and reports "not
 compared" - never a pass. The baseline (its run directory and the fingerprint of its per-user table) is a
 parameter of the stage, so it is part of the cache key: a newly approved run invalidates the check.
@@ -131,14 +132,14 @@ def find_baseline(
         if folder.is_dir()
         else []
     )
-    complete = 0
+    complete: list[Path] = []
     for run in runs:
         if skip is not None and run.resolve() == skip:
             continue
         status = _read_json(run / _RUN_STATUS) or {}
         if status.get("status") != "complete" or not (run / _PER_USER).is_file():
             continue
-        complete += 1
+        complete.append(run)
         if compare_with == "last_approved":
             decision = (_read_json(run / _SIGNOFF) or {}).get("decision")
             if decision != "APPROVE":
@@ -152,13 +153,15 @@ def find_baseline(
             run_dir=str(run),
             per_user=ArtifactRef.of(run, _PER_USER),
         )
-    if compare_with == "last_approved":
-        why = (
-            f"no complete run of profile '{profile_name}' under {folder} has sign-off decision "
-            f"APPROVE ({complete} complete run(s) found); nothing to compare with"
+    if complete:  # last_approved, and no run was approved: the newest complete run, said so
+        return Baseline(
+            compare_with=compare_with,
+            reason=f"no complete run of profile '{profile_name}' has sign-off decision APPROVE "
+            f"({len(complete)} complete run(s)): compared with the newest complete run instead",
+            run_dir=str(complete[0]),
+            per_user=ArtifactRef.of(complete[0], _PER_USER),
         )
-    else:
-        why = f"no earlier complete run of profile '{profile_name}' under {folder}; nothing to compare with"
+    why = f"no earlier complete run of profile '{profile_name}' under {folder}; nothing to compare with"
     return Baseline(compare_with=compare_with, reason=why)
 
 

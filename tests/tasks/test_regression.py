@@ -136,7 +136,11 @@ def test_find_baseline_last_approved_and_previous(tmp_path: Path):
     assert find_baseline(tmp_path, "ci", "previous", exclude=later).run_dir == str(approved)
 
     none = find_baseline(tmp_path / "elsewhere", "ci", "last_approved")
-    assert none.run_dir is None and none.per_user is None and "APPROVE" in none.reason
+    assert none.run_dir is None and none.per_user is None and "no earlier complete run" in none.reason
+    # no run approved: last_approved falls back to the newest complete run and says so
+    (approved / "signoff" / "signoff.json").write_text(json.dumps({"decision": "REJECT"}))
+    fallback = find_baseline(tmp_path, "ci", "last_approved", exclude=current)
+    assert fallback.run_dir == str(later) and "instead" in fallback.reason, fallback.reason
 
 
 def test_baseline_identity_is_part_of_the_cache_key(tmp_path: Path):
