@@ -8,14 +8,14 @@ export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: help venv demo test lint format bench bench-generate bench-models bench-quality clean ui ui-stop
+.PHONY: help venv demo test lint format bench bench-generate bench-models bench-quality clean ui ui-stop ui-status
 
 help:
 	@echo "make demo            install into .venv and run the pipeline on synthetic demo data"
 	@echo "make test            install into .venv and run the test suite"
 	@echo "make lint            ruff check"
 	@echo "make ui              start a local Prefect server + UI (SQLite, 127.0.0.1:4200) in the background"
-	@echo "make ui-stop         stop the server started by make ui"
+	@echo "make ui-stop         stop the server started by make ui (make ui-status: is it up?)"
 	@echo "make bench           the whole pipeline on bench-32m (32M ratings): per-stage wall s, peak memory, cached"
 	@echo "make bench-generate  time generating the bench-32m synthetic data (prints seconds, peak memory)"
 	@echo "make bench-models    candidates + re-rank throughput vs implicit's batch recommend (bench-32m shape)"
@@ -77,6 +77,7 @@ ui: $(STAMP)
 	else \
 	  PREFECT_HOME=$(UI_HOME) PREFECT_UI_API_URL=$(UI_URL)/api nohup $(BIN)/prefect server start \
 	    --host $(UI_HOST) --port $(UI_PORT) > $(UI_HOME)/server.log 2>&1 & echo $$! > $(UI_HOME)/server.pid; \
+	  echo $(UI_URL) > $(UI_HOME)/server.url; \
 	fi
 	@for i in $$(seq 90); do \
 	  $(BIN)/python -c "import urllib.request as u; u.urlopen('$(UI_URL)/api/health', timeout=2)" \
@@ -89,10 +90,16 @@ ui: $(STAMP)
 	  sleep 1; \
 	done
 	@echo "Prefect UI:  $(UI_URL)   (log $(UI_HOME)/server.log, stop with make ui-stop)"
-	@echo "next:        export PREFECT_API_URL=$(UI_URL)/api && $(BIN)/movierec serve"
+	@echo "movierec run / history / handoff record to it while it runs (no PREFECT_API_URL needed)"
+	@echo "deployments: export PREFECT_API_URL=$(UI_URL)/api && $(BIN)/movierec serve"
 
 ui-stop:
 	@if [ -f $(UI_HOME)/server.pid ] && kill $$(cat $(UI_HOME)/server.pid) 2>/dev/null; then \
 	  echo "stopped the Prefect server (pid $$(cat $(UI_HOME)/server.pid))"; \
 	else echo "no Prefect server started by make ui is running"; fi
 	@rm -f $(UI_HOME)/server.pid
+
+ui-status:
+	@if [ -f $(UI_HOME)/server.pid ] && kill -0 $$(cat $(UI_HOME)/server.pid) 2>/dev/null; then \
+	  echo "Prefect server running (pid $$(cat $(UI_HOME)/server.pid)) at $$(cat $(UI_HOME)/server.url 2>/dev/null)"; \
+	else echo "no Prefect server started by make ui is running (runs use a temporary one on $(UI_HOME))"; fi

@@ -373,7 +373,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             )
     artifacts = Path(args.artifacts)
     _check_writable(artifacts)
-    with _server(while_starting=lambda: __import__("flows.pipeline")):
+    with _server(while_starting=lambda: __import__("flows.pipeline")) as ui:
         from flows.pipeline import run_pipeline
 
         summary = run_pipeline(
@@ -384,6 +384,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     print(summary["stage_table"])
     print(f"run directory: {summary['run_dir']}")
+    if ui:
+        print(f"Prefect UI:    {ui}/runs/flow-run/{summary['flow_run_id']}")
     from flows.artifacts import headline_rows
 
     print("test set, every evaluated user (the policy and the baselines were chosen on validation):")

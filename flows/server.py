@@ -14,6 +14,13 @@ the same server (uvicorn with ``prefect.server.api.server:create_app``, the UI o
 
 Its start-up overlaps the command's own imports; the wait is bounded by
 ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` (Prefect's setting, same meaning).
+
+Which server a command records to (:func:`owned_server`): the one in ``PREFECT_API_URL`` when set;
+else, unless ``PREFECT_HOME`` is set, the project's local server when ``make ui`` runs it
+(``.prefect/server.pid`` alive and ``.prefect/server.url`` answering), so runs show in its UI at
+once; else the temporary server
+above, on the project's database (``.prefect/prefect.db``, the one ``make ui`` serves) unless
+``PREFECT_HOME`` or a database URL is set - so every run, however started, lands in one history.
 """
 
 from __future__ import annotations
@@ -27,10 +34,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
-__all__ = ["OWNER_MARK", "ServerStartTimeout", "owned_server", "servers_of"]
+__all__ = [
+    "OWNER_MARK",
+    "PROJECT_HOME",
+    "ServerStartTimeout",
+    "owned_server",
+    "project_server_url",
+    "servers_of",
+]
 
 OWNER_MARK = "MOVIEREC_SERVER_OF"
+#: The project's Prefect home: ``make ui``'s server (pid, url, log) and database.
+PROJECT_HOME = Path(__file__).resolve().parents[1] / ".prefect"
 _PR_SET_PDEATHSIG = 1
 #: Runs first in the server's interpreter: ask for SIGKILL when the command dies, give up if it
 #: already has, then become uvicorn (exec keeps the death signal).
@@ -43,6 +60,22 @@ _LAUNCHER = (
     "    sys.exit(0)\n"
     "os.execv(sys.executable, [sys.executable, '-m', 'uvicorn', *sys.argv[2:]])\n"
 )
+
+
+def project_server_url(home: Path = PROJECT_HOME) -> str | None:
+    """The UI address of the project's local server (``make ui``) when it is up, else None."""
+    try:
+        pid = int((home / "server.pid").read_text().strip())
+        os.kill(pid, 0)
+        url = (home / "server.url").read_text().strip().rstrip("/")
+    except (OSError, ValueError):
+        return None
+    import httpx
+
+    try:
+        return url if httpx.get(f"{url}/api/health", timeout=5).status_code == 200 else None
+    except httpx.HTTPError:
+        return None
 
 
 def servers_of(owner: int) -> list[int]:
@@ -95,6 +128,11 @@ class _Server:
             OWNER_MARK: str(os.getpid()),
         }
         env.pop("PREFECT_API_URL", None)
+        own_database = not any(
+            k in os.environ for k in ("PREFECT_HOME", "PREFECT_SERVER_DATABASE_CONNECTION_URL")
+        )
+        if own_database and _writable_home(PROJECT_HOME):
+            env["PREFECT_HOME"] = str(PROJECT_HOME)  # the database make ui serves
         uvicorn_args = [
             "--app-dir", str(prefect.__module_path__.parent),
             "--factory", "prefect.server.api.server:create_app",
@@ -142,34 +180,59 @@ class _Server:
         self.log.close()
 
 
+def _writable_home(home: Path) -> bool:
+    with contextlib.suppress(OSError):
+        home.mkdir(exist_ok=True)
+    return home.is_dir() and os.access(home, os.W_OK | os.X_OK)
+
+
+@contextlib.contextmanager
+def _api_url(url: str) -> Iterator[None]:
+    """Point this process (and any child that reads its settings anew) at ``url``."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    previous = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = url
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield
+    finally:
+        if previous is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = previous
+
+
 @contextlib.contextmanager
 def owned_server(
     startup_timeout: float, while_starting: Callable[[], object] = lambda: None
-) -> Iterator[None]:
-    """Run the body against a temporary server this process starts and stops, unless a Prefect
-    API is configured (``PREFECT_API_URL`` in the environment or the active Prefect profile), in
-    which case the body runs against that one. ``while_starting`` runs while the server boots
-    (the caller's own imports, say)."""
-    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+) -> Iterator[str | None]:
+    """Run the body against the Prefect API in ``PREFECT_API_URL`` (or the active Prefect
+    profile), else the project's ``make ui`` server when it is up, else a temporary server this
+    process starts and stops (see the module docstring). Yields the UI address when the server
+    has a UI that outlives the command (the project's server), else None. ``while_starting`` runs
+    while the server boots (the caller's own imports, say)."""
+    from prefect.settings import get_current_settings
 
     if get_current_settings().api.url:
         while_starting()
-        yield
+        yield None
+        return
+    ui = None if "PREFECT_HOME" in os.environ else project_server_url()
+    if ui:
+        while_starting()
+        with _api_url(f"{ui}/api"):
+            try:
+                yield ui
+            finally:
+                _drain_prefect_workers()
         return
     server = _Server(startup_timeout)
     try:
         while_starting()
         server.wait_ready()
-        previous = os.environ.get("PREFECT_API_URL")
-        os.environ["PREFECT_API_URL"] = server.api_url  # for any child that reads settings anew
-        try:
-            with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-                yield
-        finally:
-            if previous is None:
-                os.environ.pop("PREFECT_API_URL", None)
-            else:
-                os.environ["PREFECT_API_URL"] = previous
+        with _api_url(server.api_url):
+            yield None
     finally:
         _drain_prefect_workers()
         server.stop()
