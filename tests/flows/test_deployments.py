@@ -281,3 +281,22 @@ def test_prefect_yaml_declares_the_same_deployments():
     # the handoff re-decides the run directory each run names: no default, no schedule
     assert deployments[HANDOFF_DEPLOYMENT]["schedules"] == []
     assert "run_dir" not in deployments[HANDOFF_DEPLOYMENT]["parameters"]
+
+
+def test_the_project_server_is_found_only_while_it_runs(prefect_server, tmp_path):
+    """`make ui` leaves .prefect/server.pid and server.url: a live pid and an answering URL make
+    `movierec run` record there (flows/server.py); a stale pid file does not."""
+    import os
+
+    from flows.server import project_server_url
+
+    home = tmp_path / ".prefect"
+    home.mkdir()
+    (home / "server.url").write_text(prefect_server.url + "\n")
+    (home / "server.pid").write_text(f"{os.getpid()}\n")  # a live process
+    assert project_server_url(home) == prefect_server.url
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (home / "server.pid").write_text(dead.stdout)  # that process has exited
+    assert project_server_url(home) is None
+    (home / "server.pid").unlink()
+    assert project_server_url(home) is None
