@@ -242,9 +242,10 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         collab = "  n/a " if row.collab != row.collab else f"{row.collab:+.2f}"  # NaN: no CF evidence
         has_year = row.year is not None and row.year == row.year and f"({int(row.year)})" in row.title
         year = "" if has_year or row.year is None or row.year != row.year else f" ({int(row.year)})"
+        on = f" on {row.providers}" if row.providers else ""
         print(
-            f"{row.rank:>3}. {row.title}{year} [{row.genres}]  score {row.score:+.2f}  collab {collab}  "
-            f"content {row.content:+.2f}  - {row.reason}"
+            f"{row.rank:>3}. {row.title}{year} [{row.genres}]{on}  score {row.score:+.2f}  "
+            f"collab {collab}  content {row.content:+.2f}  - {row.reason}"
         )
     if len(table) < min(args.k, table.attrs.get("k_final", args.k)):
         print(f"only {len(table)} movies left after filters and already-seen items")

@@ -29,6 +29,7 @@ _COLUMNS = [
     Col.TITLE,
     Col.YEAR,
     Col.GENRES,
+    Col.PROVIDERS,
     Col.SCORE,
     Col.COLLAB,
     Col.CONTENT,
@@ -90,7 +91,7 @@ def recommend_for_user(
 ) -> pd.DataFrame:
     """Top-k for one user id with reasons, in the served (MMR) order.
 
-    Columns: rank, movie_id, title, year, genres, score, collab, content, boosts (z-scale parts),
+    Columns: rank, movie_id, title, year, genres, providers, score, collab, content, boosts (z-scale parts),
     reason, relaxation_step, mode (``personalised`` or ``cold-start``). ``k`` above the policy's
     ``k_final`` is cut to ``k_final`` (``frame.attrs["k_capped_from"]`` says so). An id not in the
     run raises :class:`UsageError`, unless genres are given: then it is served as a brand-new user.
@@ -142,6 +143,9 @@ def recommend_for_user(
                 else int(arrays.years[item]),
                 Col.GENRES: ", ".join(
                     arrays.genre_names[g] for g in np.flatnonzero(arrays.genre_matrix[item])
+                ),
+                Col.PROVIDERS: ", ".join(
+                    arrays.provider_names[p] for p in np.flatnonzero(arrays.provider_matrix[item])
                 ),
                 Col.SCORE: float(result["score"][0][j]),
                 Col.COLLAB: float(result["collab"][0][j]),

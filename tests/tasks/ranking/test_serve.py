@@ -57,6 +57,10 @@ def test_recommend_serves_the_first_items_of_the_evaluated_list(served):
     assert frame[Col.ITEM].tolist() == [int(m) for m in evaluated if m >= 0][:10]
     assert (frame["mode"] == "personalised").all()
     assert frame["reason"].str.startswith("because you rated").all()
+    for item, shown in zip(frame[Col.ITEM], frame[Col.PROVIDERS], strict=True):  # checkable by eye
+        row = int(np.searchsorted(arrays.item_ids, item))
+        expected = [arrays.provider_names[p] for p in np.flatnonzero(arrays.provider_matrix[row])]
+        assert shown == ", ".join(expected)
 
 
 def test_k_above_k_final_is_cut_and_says_so(served):
