@@ -209,8 +209,8 @@ def test_run_artifacts_are_published_with_stable_keys(prefect_server, deployment
         {"artifacts": {"flow_run_id": {"any_": [run_id]}}, "limit": 100, "sort": "CREATED_DESC"},
     )
     keys = {a["key"] for a in artifacts if a["key"]}
-    assert {"headline-metrics", "acceptance-gates", "pipeline-progress"} <= keys
-    table = next(a for a in artifacts if a["key"] == "headline-metrics")
+    assert {"ci-headline-metrics", "ci-acceptance-gates", "pipeline-progress"} <= keys  # per profile
+    table = next(a for a in artifacts if a["key"] == "ci-headline-metrics")
     rows = json.loads(table["data"]) if isinstance(table["data"], str) else table["data"]
     assert {"tuned_policy", "popularity"} <= {r["model"] for r in rows}
 
