@@ -168,16 +168,21 @@ def test_an_error_raised_while_handling_a_signal_counts_as_the_signal():
         assert not _caused_by(exc, "TerminationSignal")
 
 
-def test_history_with_an_unreachable_server_is_one_message_and_exit_2(tmp_path):
-    env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api", "PREFECT_HOME": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "history"],
+def _movierec_process(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`movierec ARGS` as its own process (a hang guard of 900 s, not a speed target)."""
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
         capture_output=True,
         text=True,
         env=env,
         cwd=Path(__file__).resolve().parents[2],
-        timeout=300,
+        timeout=900,
     )
+
+
+def test_history_with_an_unreachable_server_is_one_message_and_exit_2(tmp_path):
+    env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api", "PREFECT_HOME": str(tmp_path)}
+    result = _movierec_process("history", env=env)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "no Prefect server answers at PREFECT_API_URL=http://127.0.0.1:9/api" in result.stderr
@@ -185,12 +190,7 @@ def test_history_with_an_unreachable_server_is_one_message_and_exit_2(tmp_path):
 
 def test_help_explains_every_command():
     for command in ([], ["run"], ["generate"], ["validate"], ["handoff"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "flows.cli", *command, "--help"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).resolve().parents[2],
-        )
+        result = _movierec_process(*command, "--help")
         assert result.returncode == 0
         assert "usage: movierec" in result.stdout
         if command in ([], ["run"]):
@@ -200,15 +200,10 @@ def test_help_explains_every_command():
 
 def test_subprocess_bad_input_prints_no_traceback(prefect_api_env, tmp_path):
     folder = _folder(tmp_path, _ratings([*_good_rows(), "7,1,7.5,964982703"]))
-    result = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "run", "--profile", "ml-latest-small", "--data-dir", str(folder),
-         "--artifacts", str(tmp_path / "artifacts")],
-        capture_output=True,
-        text=True,
-        env=prefect_api_env,
-        cwd=Path(__file__).resolve().parents[2],
-        timeout=900,
-    )
+    result = _movierec_process(
+        "run", "--profile", "ml-latest-small", "--data-dir", str(folder),
+        "--artifacts", str(tmp_path / "artifacts"), env=prefect_api_env,
+    )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and "Traceback" not in result.stdout, result.stderr
     assert "rating" in result.stderr
