@@ -1,7 +1,7 @@
 """The Prefect UI in a real (headless) Chromium: the flow run page of a run triggered through the
 served deployment renders that run - its name, flow, deployment, its decision as the final state
-and task runs -, the runs list shows the decision, the gates artifact shows measured values and
-thresholds, and a screenshot of the run page is taken.
+and task runs -, the gates artifact shows measured values and thresholds, and a screenshot of the
+run page is taken.
 
 Chromium comes from the Debian packages ``chromium`` and ``chromium-driver`` (``.ci/run`` installs
 them when missing); this test installs nothing and skips only when ``chromium`` is not on PATH.
@@ -87,11 +87,7 @@ def test_flow_run_page_shows_the_run(prefect_server, deployment_runs, tmp_path: 
     )
     assert n_tasks >= 6 and f"{n_tasks} Task runs" in text
 
-    # the runs list shows each run's outcome (its final state's name), the gates artifact its
-    # numbers: measured value and threshold per gate
-    listed = _browse(chromium, tmp_path, "--dump-dom", f"{prefect_server.url}/runs")
-    runs_text = _page_text(listed.stdout.decode(errors="replace"))
-    assert run["name"] in runs_text and run["state"]["name"] in runs_text, runs_text[:3000]
+    # the gates artifact's page shows its numbers: measured value and threshold per gate
     (artifact,) = prefect_server.api(
         "post",
         "/artifacts/filter",
