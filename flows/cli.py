@@ -374,6 +374,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             )
     artifacts = Path(args.artifacts)
     _check_writable(artifacts)
+    _start_stage_server()
     with _server(while_starting=lambda: __import__("flows.pipeline")) as ui:
         from flows.pipeline import run_pipeline
 
@@ -401,6 +402,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     decision = summary.get("decision") or "unknown"
     return _print_decision(summary["run_dir"], decision, summary.get("decision_reasons", []))
+
+
+def _start_stage_server() -> None:
+    """The forkserver of the stage children, first: its imports (about 7 s) overlap the Prefect
+    server's start-up and the flow's own imports (tasks/budget.py)."""
+    from tasks.budget import start_stage_server
+
+    start_stage_server()
 
 
 def _server(while_starting: Callable[[], object] = lambda: None):
@@ -438,6 +447,7 @@ def _cmd_handoff(args: argparse.Namespace) -> int:
         before = json.loads(previous)["decision"]
     except (OSError, ValueError, KeyError, TypeError):
         before = None
+    _start_stage_server()
     with _server():
         summary = run_handoff(str(run_dir), args.overrides)
     print(summary["stage_table"])

@@ -185,8 +185,9 @@ def handoff_flow(
         check_finished_run(root)
     prof = handoff_profile(root, overrides_as_list(overrides))
     if pipeline is None:
-        import great_expectations  # noqa: F401 - once here, not in each stage's child (flows.pipeline)
+        from tasks.budget import start_stage_server
 
+        start_stage_server()  # the stage children's forkserver (tasks/budget.py), already up from the CLI
         stages = recorded_stages(root)
         runner = StageRunner(
             run_dir=root,

@@ -45,29 +45,6 @@ def _stage_plan(profile: RunProfile) -> list[str]:
     return list(PIPELINE_STAGES)
 
 
-def _preload_validation() -> None:
-    """Great Expectations, which nearly every stage validates with (``import great_expectations``
-    takes 2.5-4.5 s): imported in this process from the flow's start, in the background, so the
-    first stage child to be forked - whichever stage is the first not served from cache - and
-    every later one inherit it (:func:`tasks.budget.preload_now`). Before, the first computing
-    child imported it while this process imported it too: measured 3.4 s of a fully cached
-    ``ci`` re-run's 23 CPU-s went to that second import."""
-    import great_expectations  # noqa: F401
-
-
-def _preload_libraries() -> None:
-    """The other heavy libraries of the later stages (charts, search, statistics), imported in
-    this process in the background right after the first stage child starts
-    (:func:`tasks.budget.preload_after_next_start`), so later children inherit them."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401
-    import optuna  # noqa: F401
-    import scipy.stats  # noqa: F401
-    import sklearn.decomposition  # noqa: F401
-
-
 @flow(name="recommender-pipeline")
 def recommender_pipeline(
     profile: ProfileName = "demo",
@@ -90,10 +67,9 @@ def recommender_pipeline(
     from tasks.tuning import tune_policy
 
     prof = load_profile(profile, overrides_as_list(overrides))
-    from tasks.budget import preload_after_next_start, preload_now
+    from tasks.budget import start_stage_server
 
-    preload_now(_preload_validation)
-    preload_after_next_start(_preload_libraries)
+    start_stage_server()  # already up when the CLI started it; else its imports overlap the set-up
     root = Path(artifacts_root)
     run_dir = new_run_dir(root, prof.name)
     write_text(prof.to_toml(), run_dir, "profile.toml")

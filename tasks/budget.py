@@ -6,15 +6,23 @@ process; the parent waits for the result and kills the child (SIGKILL) at the de
 :class:`StageTimeout` naming the stage and its budget. The child also reports its peak memory and
 may send progress messages, which the parent forwards to a callback.
 
-Fork (not spawn) is used on purpose: the child starts in milliseconds with every module already
-imported. The child only computes and writes files through :mod:`tasks.io` (atomic), so a kill never
-leaves a half-written artifact. Budgets nest: a stage core may itself run work under
-:func:`run_with_budget` (the edge-case scenarios do), and a child dies with its parent
-(``PR_SET_PDEATHSIG``), so killing a stage also stops what it started.
+How children start: from a process that runs other threads (the flow's process: Prefect's log,
+event and API workers), a child is forked by multiprocessing's *forkserver*, a single-threaded
+server process started once per run (:func:`start_stage_server`) that has imported what stages
+need (:mod:`tasks.stage_preload`). A plain fork of a multi-threaded parent can inherit a lock
+another thread held at that moment and hang on it: a stage child hung 13+ minutes on a rich
+console lock of Prefect's console handler (seen in gdb). From a single-threaded process (a stage
+child running nested budgets, as the edge-case scenarios do) a child is forked directly: nothing
+can hold a lock there, and it shares the parent's loaded arrays. Either way the child sees the
+caller's working directory and environment, and its budget starts when it starts: waiting for
+the forkserver's imports (about 7 s, once per run, while the Prefect server starts) is not
+counted. The child only computes and writes files through :mod:`tasks.io` (atomic), so a kill never
+leaves a half-written artifact. A child dies with its parent (``PR_SET_PDEATHSIG``; the
+forkserver exits when the run's process does), so killing a stage also stops what it started.
 
 Memory budgets: ``memory_budget_mb`` bounds the child's memory *growth* - its resident set size
-(RSS) minus the RSS it started with (a forked child starts with its parent's pages, which it did not
-allocate). The parent polls the child's RSS (``/proc/<pid>/status``, every
+(RSS) minus the RSS it started with (a forked child starts with its parent's or the forkserver's
+pages, which it did not allocate). The parent polls the child's RSS (``/proc/<pid>/status``, every
 :data:`MEMORY_POLL_SECONDS`) and kills it past the budget; at the end the child's peak RSS
 (``ru_maxrss``) is checked too, so a short spike between two polls is still caught. Both raise
 :class:`StageMemoryExceeded`. :attr:`StageResult.peak_growth_bytes` is the measured peak growth.
@@ -22,6 +30,7 @@ allocate). The parent polls the child's RSS (``/proc/<pid>/status``, every
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
 import pickle
@@ -41,9 +50,11 @@ __all__ = [
     "StageResult",
     "StageTimeout",
     "current_rss_bytes",
+    "die_with_parent",
     "report_progress",
     "rows_within_memory",
     "run_with_budget",
+    "start_stage_server",
 ]
 
 #: How often the parent reads a memory-budgeted child's RSS.
@@ -125,14 +136,18 @@ def rows_within_memory(memory_budget_mb: float, bytes_per_row: float, share: flo
     return max(1, int(memory_budget_mb * share * 2**20 // bytes_per_row))
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (no-op where unsupported)."""
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no-op where unsupported); if the
+    parent is already gone (it died before the request), exit now: nobody wants the result."""
+    parent = os.getppid()
     try:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        pass
+        return
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _new_console_locks_after_fork() -> None:
@@ -178,17 +193,28 @@ def _stop_at(deadline: float) -> None:
     signal.setitimer(signal.ITIMER_REAL, max(remaining, 0.001))
 
 
-def _child(conn, fn: Callable[..., Any], args: tuple, kwargs: dict, deadline: float) -> None:
+def _child(
+    conn,
+    fn: Callable[..., Any],
+    args: tuple,
+    kwargs: dict,
+    budget_seconds: float,
+    caller_env: dict[str, str] | None,
+) -> None:
     global _progress_conn
-    _stop_at(deadline)
+    started = time.monotonic()
+    _stop_at(started + budget_seconds)
+    if caller_env is not None:  # started by the forkserver: the caller's environment, as a fork
+        os.environ.clear()
+        os.environ.update(caller_env)
     _progress_conn = conn
     start_rss = current_rss_bytes() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     # budgets nest: multiprocessing refuses children of a daemonic process, and this child is
     # one; it is killed with its parent instead (and killed by run_with_budget in any case)
     mp.current_process()._config["daemon"] = False
-    _die_with_parent()
+    die_with_parent()
     try:
-        conn.send(("started", start_rss))
+        conn.send(("started", start_rss, started))
         value = fn(*args, **kwargs)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         conn.send(("ok", value, peak, start_rss))
@@ -205,58 +231,28 @@ def _child(conn, fn: Callable[..., Any], args: tuple, kwargs: dict, deadline: fl
         os._exit(0)
 
 
-#: Libraries to import in this process after the next stage child has started (see
-#: :func:`preload_after_next_start`), and the thread importing them (or those of
-#: :func:`preload_now`).
-_pending_preload: Callable[[], None] | None = None
-_preload_thread: threading.Thread | None = None
+#: What the forkserver imports before it forks the first stage child.
+STAGE_PRELOAD_MODULE = "tasks.stage_preload"
 
 
-def preload_now(importer: Callable[[], None]) -> None:
-    """Import what (nearly) every stage child needs in THIS process, in the background from now
-    on, so the children inherit it instead of importing it each: the next fork waits for it
-    (:func:`_join_preload`), which costs that child nothing it would not have spent importing."""
-    global _preload_thread
-    _join_preload()
-    _preload_thread = _importer_thread(importer)
+def start_stage_server() -> None:
+    """Start the forkserver that stage children are forked from, if it is not running yet.
+
+    It imports :data:`STAGE_PRELOAD_MODULE` (Great Expectations, Prefect, the stage packages,
+    matplotlib, ...) once, in its own fresh interpreter, so every child starts with them without
+    importing them; call this early (the CLI does before it starts the Prefect server) so that
+    import overlaps other start-up work. Idempotent and cheap once running.
+    """
+    from multiprocessing import forkserver
+
+    mp.get_context("forkserver").set_forkserver_preload([STAGE_PRELOAD_MODULE])
+    forkserver.ensure_running()
 
 
-def preload_after_next_start(importer: Callable[[], None]) -> None:
-    """Import heavy libraries in THIS process in the background, starting right after the next
-    stage child is forked, so later children inherit them instead of importing them each -
-    without making that child wait for them, and without forking while a thread imports (a child
-    could inherit a held import lock): every fork waits for the import to finish first
-    (:func:`_join_preload`)."""
-    global _pending_preload
-    _pending_preload = importer
-
-
-def _join_preload() -> None:
-    if _preload_thread is not None and _preload_thread.is_alive():
-        _preload_thread.join()
-
-
-def _importer_thread(importer: Callable[[], None]) -> threading.Thread:
-    def run() -> None:
-        # Normal CPU priority on purpose: the next fork waits for this import, so a lowered one
-        # (it was nice 19) starved it on a busy machine - measured with two CPU-bound processes
-        # beside a ci run: ingest 141.7 s and split 59.9 s instead of 3.5 s and 1.6 s quiet.
-        try:
-            importer()
-        except Exception:  # noqa: BLE001 - a preload is an optimisation: the stages import anyway
-            pass
-
-    thread = threading.Thread(target=run, name="movierec-preload", daemon=True)
-    thread.start()
-    return thread
-
-
-def _start_pending_preload() -> None:
-    global _pending_preload, _preload_thread
-    if _pending_preload is None:
-        return
-    importer, _pending_preload = _pending_preload, None
-    _preload_thread = _importer_thread(importer)
+def _start_method() -> str:
+    """``fork`` from a process without other threads (nothing can hold a lock at the fork: a
+    stage child's nested budget), else ``forkserver``."""
+    return "fork" if threading.active_count() == 1 else "forkserver"
 
 
 def run_with_budget(
@@ -268,22 +264,32 @@ def run_with_budget(
     memory_budget_mb: float | None = None,
     **kwargs: Any,
 ) -> StageResult:
-    """Run ``fn(*args, **kwargs)`` in a forked child, killed after ``budget_seconds``.
+    """Run ``fn(*args, **kwargs)`` in a child process, killed ``budget_seconds`` after it starts.
+
+    ``fn`` and its arguments must pickle when the caller runs other threads (the child then comes
+    from the forkserver): a module-level function, not a lambda or a closure.
 
     Returns the value with wall time, the child's peak resident memory and its starting RSS.
     Raises :class:`StageTimeout` past the budget, :class:`StageMemoryExceeded` when
     ``memory_budget_mb`` is given and the child's RSS grows past it, or re-raises the child's own
     exception.
     """
-    ctx = mp.get_context("fork")
+    method = _start_method()
+    if method == "forkserver":
+        start_stage_server()
+    ctx = mp.get_context(method)
     parent_conn, child_conn = ctx.Pipe(duplex=False)
-    _join_preload()  # never fork while the background preload thread is importing
     start = time.monotonic()
-    deadline = start + budget_seconds
-    proc = ctx.Process(target=_child, args=(child_conn, fn, args, kwargs, deadline), daemon=True)
+    deadline = math.inf  # until the child says it started: its budget starts there
+    caller_env = dict(os.environ) if method == "forkserver" else None
+    proc = ctx.Process(
+        target=_child,
+        args=(child_conn, fn, args, kwargs, budget_seconds, caller_env),
+        daemon=True,
+    )
     proc.start()
     child_conn.close()
-    _start_pending_preload()
+    child_started = start
     limit = None if memory_budget_mb is None else float(memory_budget_mb) * 2**20
     start_rss: int | None = None
     interval = 0.5 if limit is None else MEMORY_POLL_SECONDS
@@ -293,7 +299,9 @@ def run_with_budget(
             if remaining <= 0:
                 proc.join(0.5)  # its own timer stopped it at the deadline (or is about to)
                 stopped = budget_seconds if proc.exitcode == -signal.SIGALRM else None
-                raise StageTimeout(stage, budget_seconds, stopped or time.monotonic() - start)
+                raise StageTimeout(
+                    stage, budget_seconds, stopped or time.monotonic() - child_started
+                )
             if limit is not None and start_rss is not None:
                 grown = current_rss_bytes(proc.pid) - start_rss
                 if grown > limit:
@@ -312,7 +320,8 @@ def run_with_budget(
                     ) from None
                 kind = message[0]
                 if kind == "started":
-                    start_rss = int(message[1])
+                    start_rss, child_started = int(message[1]), float(message[2])
+                    deadline = child_started + budget_seconds
                     continue
                 if kind == "progress":
                     if on_progress is not None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tasks.budget import die_with_parent
 from tasks.ranking._arrays import RecommenderArrays
 from tasks.ranking._mmr import minmax_rows, mmr_in_tie_order, tie_order
 from tasks.ranking._policy import RankingPolicy
@@ -371,17 +372,6 @@ def rank_batch(
     )[0]  # fmt: skip
 
 
-def _die_with_parent() -> None:
-    """In a forked worker: ask Linux to SIGKILL us when the parent dies (a stage killed at its
-    budget must not leave workers computing). No-op where prctl is unavailable."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def fork_map(fn: Callable[[int], object], n_tasks: int, workers: int) -> Iterator[object]:
     """``fn(0), fn(1), ...`` computed by ``workers`` forked processes, yielded in task order.
 
@@ -405,7 +395,7 @@ def fork_map(fn: Callable[[int], object], n_tasks: int, workers: int) -> Iterato
                 code = 0
                 try:
                     reader.close()
-                    _die_with_parent()
+                    die_with_parent()
                     for task in range(w, n_tasks, workers):
                         writer.send(("ok", task, fn(task)))
                 except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent

@@ -272,7 +272,9 @@ def test_the_flow_budget_stops_the_whole_run(reference, prefect_api_env):
     flow_budget = 4.0
     run = Movierec(
         root,
-        ["eval.batch_size=73", f"budgets.flow={flow_budget}"],
+        # small batches: the evaluation computes for about 10 s, longer than the whole flow budget
+        # even when waiting for the stage children's forkserver (not counted) left it all
+        ["eval.batch_size=11", f"budgets.flow={flow_budget}"],
         prefect_api_env,
     )
     assert run.wait() == 3, run.stderr  # 3: stopped by a budget
@@ -374,7 +376,9 @@ def temporary_server_env(prefect_harness, tmp_path_factory) -> dict[str, str]:
     with sqlite3.connect(source) as src, sqlite3.connect(home / "prefect.db") as dst:
         src.backup(dst)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(home), PYTHONPATH=str(REPO), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env.update(
+        PREFECT_HOME=str(home), PYTHONPATH=str(REPO), PREFECT_SERVER_ANALYTICS_ENABLED="false"
+    )
     return env
 
 

@@ -149,13 +149,64 @@ def _log_a_warning(name: str) -> str:
     return "logged"
 
 
-def test_a_console_lock_held_by_another_thread_at_the_fork_does_not_hang_the_child():
-    """Forked while another thread of the parent prints through Prefect's console handler (it
-    holds the rich console's lock), the stage child can still log through that handler."""
+def _parent_pid() -> int:
+    import os
+
+    return os.getppid()
+
+
+def _nested_parent_pids() -> tuple[int, int]:
+    """(this child's pid, the pid of a nested budget's child's parent)."""
+    import os
+
+    return os.getpid(), run_with_budget("inner", 20, _parent_pid).value
+
+
+def test_a_threaded_caller_gets_children_from_the_forkserver_a_single_threaded_one_forks():
+    """The pytest worker runs other threads (as the flow's process does): its stage children are
+    forked by the forkserver, never by this process; a stage child, single-threaded, forks its
+    nested budgets' children itself."""
+    import os
+    import threading
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        assert run_with_budget("ingest", 60, _parent_pid).value != os.getpid()
+        child, nested_parent = run_with_budget("edge_cases", 60, _nested_parent_pids).value
+        assert nested_parent == child
+    finally:
+        stop.set()
+
+
+def _cwd_and_env() -> tuple[str, str | None]:
+    import os
+
+    return os.getcwd(), os.environ.get("MOVIEREC_TEST_CALLER_ENV")
+
+
+def test_a_child_sees_the_callers_working_directory_and_environment(tmp_path, monkeypatch):
+    """As a forked child did, although the forkserver started before these changes."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MOVIEREC_TEST_CALLER_ENV", "set after the server started")
+    assert run_with_budget("split", 60, _cwd_and_env).value == (
+        str(tmp_path),
+        "set after the server started",
+    )
+
+
+def test_a_console_lock_held_by_another_thread_at_a_fork_does_not_hang_the_child():
+    """Forked (os.fork, as fork_map and nested budgets do) while another thread prints through
+    Prefect's console handler (it holds the rich console's lock), the child can still log through
+    that handler: tasks.budget gives the child new console locks."""
     import logging
+    import os
     import threading
 
     from prefect.logging.handlers import PrefectConsoleHandler
+
+    import tasks.budget  # noqa: F401 - registers the at-fork handler
 
     logger = logging.getLogger("movierec-test-fork-lock")
     handler = PrefectConsoleHandler(level=logging.WARNING)
@@ -171,8 +222,25 @@ def test_a_console_lock_held_by_another_thread_at_the_fork_does_not_hang_the_chi
     holder.start()
     try:
         assert held.wait(10)
-        result = run_with_budget("logging", 60, _log_a_warning, logger.name)  # hung until 60 s
-        assert result.value == "logged"
+        pid = os.fork()
+        if pid == 0:  # child: logs, then exits 0; without new locks it blocks here forever
+            signal_code = 0
+            try:
+                _log_a_warning(logger.name)
+            except BaseException:  # noqa: BLE001
+                signal_code = 1
+            os._exit(signal_code)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung on the console lock for 60 s")
+        assert os.waitstatus_to_exitcode(status) == 0
     finally:
         release.set()
         holder.join(10)
