@@ -21,6 +21,23 @@ from tasks.profile import (
 )
 from tasks.ranking import RankingPolicy, read_policy
 
+
+def _build_and_run(build, ctx: EdgeContext, kwargs: dict) -> list:
+    from tasks.edge_cases import run_scenarios
+
+    return run_scenarios(build(), ctx, **kwargs)
+
+
+def run_as_the_stage_does(build, ctx: EdgeContext, **kwargs) -> list:
+    """``run_scenarios(build(), ctx, **kwargs)`` inside a stage child, where the stage runs it: a
+    single-threaded process, so each scenario's own child is forked from it and a scenario's
+    closures need not pickle (from the multi-threaded test process its children would come from
+    the forkserver, tasks.budget). ``build`` is a module-level function: it is pickled."""
+    from tasks.budget import run_with_budget
+
+    return run_with_budget("edge_cases", 600, _build_and_run, build, ctx, kwargs).value
+
+
 #: What the stage reads from the shared run (linked into a writable view; outputs go beside them).
 _READ_ONLY = ("models", "data", "tuning", "eval", "hybrid", "profile.toml")
 

@@ -12,22 +12,26 @@ from tasks.edge_cases import (
     Scenario,
     default_scenarios,
     edge_cases_check_frame,
-    run_scenarios,
     write_outputs,
 )
+from tests.tasks.edge_cases.conftest import run_as_the_stage_does
 
 
-def test_evidence_table_and_report_keep_a_failure_failing(make_context):
-    ctx = make_context(min_pass_rate=0.5)
-    run_dir = Path(ctx.run_dir)
-    (run_dir / "reports").mkdir(parents=True)
+def _ties_and_ties_broken_on_purpose() -> list[Scenario]:
     ties = next(s for s in default_scenarios() if s.id == "identical_scores_order")
     broken = Scenario(
         "ties_broken_on_purpose", "sorting_ties", ties.title, ties.what_is_run,
         "a deliberately wrong expectation", ties.run, lambda o: ["deliberately unmet"],
         inputs=("lambda_div",),
     )  # fmt: skip
-    results = run_scenarios([ties, broken], ctx, time_limit=30)
+    return [ties, broken]
+
+
+def test_evidence_table_and_report_keep_a_failure_failing(make_context):
+    ctx = make_context(min_pass_rate=0.5)
+    run_dir = Path(ctx.run_dir)
+    (run_dir / "reports").mkdir(parents=True)
+    results = run_as_the_stage_does(_ties_and_ties_broken_on_purpose, ctx, time_limit=30)
     out = write_outputs(results, run_dir, ctx.cfg, full_run=False)
     facts = out["facts"]
     assert facts["pass_rate"] == 0.5 and facts["gate_passed"] is True  # 0.5 >= min 0.5

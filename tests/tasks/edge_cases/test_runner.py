@@ -15,6 +15,7 @@ from tasks.edge_cases import (
     pass_rates,
     run_scenarios,
 )
+from tests.tasks.edge_cases.conftest import run_as_the_stage_does
 
 #: Every scenario of the stage, by category (ids are part of the evidence and the report).
 SCENARIO_IDS = {
@@ -76,9 +77,8 @@ def test_default_scenarios_are_the_21_of_the_six_categories_in_report_order():
     assert all("tasks.candidates.recommend" not in s.what_is_run for s in scenarios)  # old API
 
 
-def test_a_broken_scenario_fails_and_the_pass_rate_follows(make_context):
-    ctx = make_context()
-    scenarios = [
+def _real_broken_raising_hanging_and_check_raising() -> list[Scenario]:
+    return [
         next(s for s in default_scenarios() if s.id == "identical_scores_order"),  # real, passes
         # broken on purpose: the same real run, but expecting the tied items in DESCENDING id order
         _tie_scenario("ties_broken_on_purpose", lambda o: [] if o["movie_ids"] == sorted(o["movie_ids"], reverse=True) else ["not descending"]),
@@ -86,8 +86,14 @@ def test_a_broken_scenario_fails_and_the_pass_rate_follows(make_context):
         _scenario("hangs", _hang, lambda o: [], category="cpu_time"),
         _scenario("check_raises", lambda ctx: {}, lambda o: [o["missing"]], category="memory"),
     ]  # fmt: skip
+
+
+def test_a_broken_scenario_fails_and_the_pass_rate_follows(make_context):
+    ctx = make_context()
     start = time.monotonic()
-    results = run_scenarios(scenarios, ctx, time_limit=1.5)
+    results = run_as_the_stage_does(
+        _real_broken_raising_hanging_and_check_raising, ctx, time_limit=1.5
+    )
     assert time.monotonic() - start < 15  # the hanging scenario was stopped at its limit
     by_id = {r.id: r for r in results}
     assert by_id["identical_scores_order"].passed, by_id["identical_scores_order"].unmet
@@ -102,14 +108,19 @@ def test_a_broken_scenario_fails_and_the_pass_rate_follows(make_context):
     assert per == {"sorting_ties": round(1 / 3, 4), "cpu_time": 0.0, "memory": 0.0}
 
 
-def test_a_hanging_scenario_cannot_overrun_the_stage_deadline(make_context):
-    ctx = make_context()
-    scenarios = [
+def _hanging_then_another() -> list[Scenario]:
+    return [
         _scenario("hangs", _hang, lambda o: [], category="cpu_time"),
         _scenario("after_it", lambda ctx: {}, lambda o: []),
     ]
+
+
+def test_a_hanging_scenario_cannot_overrun_the_stage_deadline(make_context):
+    ctx = make_context()
     start = time.monotonic()
-    results = run_scenarios(scenarios, ctx, time_limit=60, deadline=start + 1.5)
+    results = run_as_the_stage_does(
+        _hanging_then_another, ctx, time_limit=60, deadline=start + 1.5
+    )
     assert time.monotonic() - start < 10
     assert [r.passed for r in results] == [False, False]
     assert "time limit" in results[0].error and "not run" in results[1].error
