@@ -1,7 +1,7 @@
 """The Prefect UI in a real (headless) Chromium: the flow run page of a run triggered through the
 served deployment renders that run - its name, flow, deployment, its decision as the final state
-and task runs -, the gates artifact shows measured values and thresholds, and a screenshot of the
-run page is taken.
+and task runs -, the runs list shows the run with its decision, the gates artifact shows measured
+values and thresholds, and a screenshot of the run page is taken.
 
 Chromium comes from the Debian packages ``chromium`` and ``chromium-driver`` (``.ci/run`` installs
 them when missing); this test installs nothing and skips only when ``chromium`` is not on PATH.
@@ -27,7 +27,6 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--virtual-time-budget=20000",
     "--window-size=1400,1000",
 ]
 
@@ -42,13 +41,34 @@ def _chromium() -> str:
     return path
 
 
-def _browse(chromium: str, tmp: Path, *args: str) -> subprocess.CompletedProcess:
+def _browse(
+    chromium: str, tmp: Path, *args: str, virtual_ms: int = 20000
+) -> subprocess.CompletedProcess:
     profile = tmp / f"chromium-profile-{len(list(tmp.iterdir()))}"
     return subprocess.run(
-        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--virtual-time-budget={virtual_ms}",
+            f"--user-data-dir={profile}",
+            *args,
+        ],
         capture_output=True,
         timeout=600,
     )
+
+
+def _text_showing(chromium: str, tmp: Path, url: str, needles: list[str], attempts: int = 4) -> str:
+    """The page's text once it shows every needle: the UI fills its lists from the API after the
+    page loads, and a dump can come before the data did (a runs list rendered empty once in CI), so
+    the page is dumped again - up to ``attempts`` times, each with a longer virtual-time budget."""
+    text = ""
+    for attempt in range(attempts):
+        dumped = _browse(chromium, tmp, "--dump-dom", url, virtual_ms=20000 * (attempt + 1))
+        text = _page_text(dumped.stdout.decode(errors="replace"))
+        if all(needle in text for needle in needles):
+            break
+    return text
 
 
 def _page_text(dom: str) -> str:
@@ -87,6 +107,11 @@ def test_flow_run_page_shows_the_run(prefect_server, deployment_runs, tmp_path: 
     )
     assert n_tasks >= 6 and f"{n_tasks} Task runs" in text
 
+    # the runs list shows each run's outcome (its final state's name)
+    runs_text = _text_showing(
+        chromium, tmp_path, f"{prefect_server.url}/runs", [run["name"], run["state"]["name"]]
+    )
+    assert run["name"] in runs_text and run["state"]["name"] in runs_text, runs_text[:3000]
     # the gates artifact's page shows its numbers: measured value and threshold per gate
     (artifact,) = prefect_server.api(
         "post",
