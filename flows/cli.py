@@ -404,12 +404,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _print_decision(summary["run_dir"], decision, summary.get("decision_reasons", []))
 
 
+#: Whether this command started the stage children's forkserver (then it stops it at its end).
+_started_stage_server = False
+
+
 def _start_stage_server() -> None:
     """The forkserver of the stage children, first: its imports (about 7 s) overlap the Prefect
     server's start-up and the flow's own imports (tasks/budget.py)."""
+    global _started_stage_server
     from tasks.budget import start_stage_server
 
-    start_stage_server()
+    _started_stage_server = start_stage_server() or _started_stage_server
+
+
+def _stop_stage_server() -> None:
+    """At the command's end, however it ends: the forkserver it started, and multiprocessing's
+    resource tracker, are stopped and waited for (else they take ~2 s to follow it out)."""
+    global _started_stage_server
+    if _started_stage_server:
+        from tasks.budget import stop_stage_server
+
+        stop_stage_server()
+        _started_stage_server = False
 
 
 def _server(while_starting: Callable[[], object] = lambda: None):
@@ -650,6 +666,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     finally:
         restore()
+        _stop_stage_server()
 
 
 def _caused_by(exc: BaseException, name: str) -> bool:
