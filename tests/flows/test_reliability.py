@@ -212,10 +212,7 @@ def test_sigkill_in_the_middle_of_evaluation_then_resume(reference, prefect_api_
     os.kill(run.proc.pid, signal.SIGKILL)  # the CLI process only: its stage child must follow
     run.wait()
     assert run.proc.returncode == -signal.SIGKILL
-    gone_by = time.monotonic() + 3
-    while _group_members(run.proc.pid) and time.monotonic() < gone_by:
-        time.sleep(0.05)
-    orphans = _group_members(run.proc.pid)
+    orphans = _left_in_group(run.proc.pid)
     if orphans:
         os.killpg(run.proc.pid, signal.SIGKILL)
     assert not orphans, "the stage child outlived the killed run"

@@ -23,8 +23,13 @@ from tasks.ranking import RankingPolicy, read_policy
 
 
 def _build_and_run(build, ctx: EdgeContext, kwargs: dict) -> list:
+    import time
+
     from tasks.edge_cases import run_scenarios
 
+    if "deadline_in" in kwargs:  # seconds from the child's start, not the test's
+        kwargs = dict(kwargs)
+        kwargs["deadline"] = time.monotonic() + kwargs.pop("deadline_in")
     return run_scenarios(build(), ctx, **kwargs)
 
 
@@ -32,7 +37,9 @@ def run_as_the_stage_does(build, ctx: EdgeContext, **kwargs) -> list:
     """``run_scenarios(build(), ctx, **kwargs)`` inside a stage child, where the stage runs it: a
     single-threaded process, so each scenario's own child is forked from it and a scenario's
     closures need not pickle (from the multi-threaded test process its children would come from
-    the forkserver, tasks.budget). ``build`` is a module-level function: it is pickled."""
+    the forkserver, tasks.budget). ``build`` is a module-level function: it is pickled.
+    ``deadline_in=SECONDS`` sets the stage deadline that many seconds after the child started
+    (what the test measured from before would include the wait for the forkserver's imports)."""
     from tasks.budget import run_with_budget
 
     return run_with_budget("edge_cases", 600, _build_and_run, build, ctx, kwargs).value

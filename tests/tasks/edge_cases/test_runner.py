@@ -90,12 +90,11 @@ def _real_broken_raising_hanging_and_check_raising() -> list[Scenario]:
 
 def test_a_broken_scenario_fails_and_the_pass_rate_follows(make_context):
     ctx = make_context()
-    start = time.monotonic()
     results = run_as_the_stage_does(
         _real_broken_raising_hanging_and_check_raising, ctx, time_limit=1.5
     )
-    assert time.monotonic() - start < 15  # the hanging scenario was stopped at its limit
     by_id = {r.id: r for r in results}
+    assert by_id["hangs"].seconds < 10  # the hanging scenario was stopped at its limit
     assert by_id["identical_scores_order"].passed, by_id["identical_scores_order"].unmet
     assert not by_id["ties_broken_on_purpose"].passed
     assert by_id["ties_broken_on_purpose"].unmet == ["not descending"]
@@ -117,11 +116,8 @@ def _hanging_then_another() -> list[Scenario]:
 
 def test_a_hanging_scenario_cannot_overrun_the_stage_deadline(make_context):
     ctx = make_context()
-    start = time.monotonic()
-    results = run_as_the_stage_does(
-        _hanging_then_another, ctx, time_limit=60, deadline=start + 1.5
-    )
-    assert time.monotonic() - start < 10
+    results = run_as_the_stage_does(_hanging_then_another, ctx, time_limit=60, deadline_in=1.5)
+    assert sum(r.seconds for r in results) < 10  # stopped at the deadline, not its 60 s limit
     assert [r.passed for r in results] == [False, False]
     assert "time limit" in results[0].error and "not run" in results[1].error
 
