@@ -379,7 +379,8 @@ def run_with_budget(
                     "it was probably killed for using too much memory."
                 )
     finally:
-        if proc.is_alive():
-            os.kill(proc.pid, signal.SIGKILL)
+        # multiprocessing's kill: a forkserver child can be gone (reaped by the server) while its
+        # exit status is still on its way, so is_alive() is True and os.kill would raise ESRCH
+        proc.kill()
         proc.join(5)
         parent_conn.close()
