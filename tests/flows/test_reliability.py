@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -104,13 +105,18 @@ class Movierec:
         return Path(found.group(1))
 
 
-def _left_in_group(pgid: int, seconds: float = 5.0) -> list[int]:
-    """The processes still in the group after up to ``seconds``: a process killed with its parent
-    (the stage children's forkserver, the resource tracker) takes a moment to be gone."""
+def _still_alive(find: Callable[[], list[int]], seconds: float) -> list[int]:
+    """``find()`` once it is empty, or after ``seconds``: a process killed with its parent (the
+    stage children's forkserver, the resource tracker, a server) takes a moment to be gone."""
     gone_by = time.monotonic() + seconds
-    while _group_members(pgid) and time.monotonic() < gone_by:
+    while find() and time.monotonic() < gone_by:
         time.sleep(0.05)
-    return _group_members(pgid)
+    return find()
+
+
+def _left_in_group(pgid: int, seconds: float = 5.0) -> list[int]:
+    """The processes still in the group after up to ``seconds``."""
+    return _still_alive(lambda: _group_members(pgid), seconds)
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -359,10 +365,7 @@ def _assert_nothing_left(run: Movierec, within: float = 30) -> None:
     seconds to go: SIGKILL's death signal and exit are not instantaneous)."""
     from flows.server import servers_of
 
-    gone_by = time.monotonic() + within
-    while (_group_members(run.proc.pid) or servers_of(run.proc.pid)) and time.monotonic() < gone_by:
-        time.sleep(0.05)
-    left = _group_members(run.proc.pid) + servers_of(run.proc.pid)
+    left = _still_alive(lambda: _group_members(run.proc.pid) + servers_of(run.proc.pid), within)
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, f"processes of the run outlived it: {left}"
