@@ -8,7 +8,7 @@ export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: help venv demo test lint format bench bench-generate bench-models bench-quality clean ui ui-stop ui-status
+.PHONY: help venv demo test lint format bench bench-generate bench-models bench-quality bench-latency clean ui ui-stop ui-status
 
 help:
 	@echo "make demo            install into .venv and run the pipeline on synthetic demo data"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench-generate  time generating the bench-32m synthetic data (prints seconds, peak memory)"
 	@echo "make bench-models    candidates + re-rank throughput vs implicit's batch recommend (bench-32m shape)"
 	@echo "make bench-quality   the pipeline on ml-latest-small: validation and test figures of the tuned policy and every tuned baseline"
+	@echo "make bench-latency   an unchanged re-run and movierec recommend, timed as whole commands (PROFILE=demo; bench-32m after make bench)"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +55,12 @@ bench-models: $(STAMP)
 DATA_DIR ?= ../shared/data/ml-latest-small
 bench-quality: $(STAMP)
 	$(BIN)/python scripts/bench_quality.py --data-dir $(DATA_DIR)
+
+# An unchanged re-run and `movierec recommend` (known user, genre filter, new user), timed as whole
+# commands, medians of 5: PROFILE=bench-32m after `make bench`.
+PROFILE ?= demo
+bench-latency: $(STAMP)
+	$(BIN)/python scripts/bench_latency.py --profile $(PROFILE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

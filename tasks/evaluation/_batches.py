@@ -124,19 +124,12 @@ class EvalModels:
              bayes_prior_weight: float, seed_policy: RankingPolicy) -> EvalModels:  # fmt: skip
         """From the run directory: content features, full train, and ``models/cf/*``."""
         from tasks.cf import load_cf_model
-        from tasks.columns import Col
-        from tasks.content import load_content_features
-        from tasks.io import read_table
         from tasks.ranking import cf_folder, read_policy
 
         run_dir = Path(run_dir)
-        content = load_content_features(dict(refs))
-        train = read_table(refs["train"], columns=[Col.USER, Col.ITEM, Col.RATING, Col.TIMESTAMP])
-        dropped = read_table(refs["dropped_history"]) if "dropped_history" in refs else None
-        base = RecommenderArrays.from_parts(
-            content, None, train, cohorts=read_table(refs["cohorts"]),
-            movies=read_table(refs["movies"]) if "movies" in refs else None, dropped_history=dropped,
-            relevance_threshold=relevance_threshold, bayes_prior_weight=bayes_prior_weight,
+        base = RecommenderArrays.base_from_run(
+            run_dir, refs=refs, relevance_threshold=relevance_threshold,
+            bayes_prior_weight=bayes_prior_weight,
         )  # fmt: skip
         roles = json.loads((run_dir / "models/cf/roles.json").read_text(encoding="utf-8"))["roles"]
 

@@ -10,6 +10,7 @@ taste profiles and seed items always come from the same ratings as the CF model.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +179,14 @@ class RecommenderArrays:
     @property
     def n_users(self) -> int:
         return len(self.user_ids)
+
+    @functools.cached_property
+    def items_by_popularity(self) -> np.ndarray:
+        """Items with metadata by number of training ratings, most first; ties to the smaller
+        index. Computed once per arrays object (a pass over every training rating)."""
+        counts = np.bincount(self.seen.indices, minlength=self.n_items).astype(np.int64)
+        order = np.argsort(-counts, kind="stable").astype(np.int64)
+        return order[self.has_metadata[order]]
 
     @property
     def user_has_factors(self) -> np.ndarray:
@@ -350,41 +359,12 @@ class RecommenderArrays:
         refs: Mapping[str, ArtifactRef] | None = None,
         split: str = "test",
     ) -> RecommenderArrays:
-        """Load a run's arrays: content features, the CF model of ``role``
-        (``models/cf/<role>/``) and the training table of the run's ``split`` - ``test`` (the full
-        train; what is evaluated on test and served) or ``validation`` (``train_fit``, cohort
-        ``cohort_fit``). Settings come from the run's ``profile.toml``.
-        """
+        """Load a run's arrays: :meth:`base_from_run` with the CF model of ``role``
+        (``models/cf/<role>/``)."""
         from tasks.cf import load_cf_model
-        from tasks.content import load_content_features
 
         run_dir = Path(run_dir)
-        profile = run_profile(run_dir)
-        content = load_content_features(dict(refs) if refs else run_dir)
-
-        def data(name: str) -> Path:
-            return (
-                refs[name].path if refs and name in refs else run_dir / "data" / f"{name}.parquet"
-            )
-
-        train_name = "train" if split == "test" else "train_fit"
-        train = read_table(
-            data(train_name), columns=[Col.USER, Col.ITEM, Col.RATING, Col.TIMESTAMP]
-        )
-        cohorts = read_table(data("cohorts"))
-        movies = read_table(data("movies")) if data("movies").exists() else None
-        dropped = read_table(data("dropped_history")) if data("dropped_history").exists() else None
-        base = cls.from_parts(
-            content,
-            None,
-            train,
-            cohorts=cohorts,
-            cohort_column=Col.COHORT if split == "test" else Col.COHORT_FIT,
-            movies=movies,
-            dropped_history=dropped,
-            relevance_threshold=profile.split.relevance_threshold if profile else 4.0,
-            bayes_prior_weight=profile.content.bayes_prior_weight if profile else 10.0,
-        )
+        base = cls.base_from_run(run_dir, refs=refs, split=split)
         folder = run_dir / cf_folder(role)
         if not folder.exists():
             raise UsageError(
@@ -392,6 +372,90 @@ class RecommenderArrays:
                 "was made by an older version of the pipeline; run `movierec run` again."
             )
         return base.with_cf(load_cf_model(folder, ratings=base.seen))
+
+    @classmethod
+    def base_from_run(
+        cls,
+        run_dir: Path | str,
+        *,
+        refs: Mapping[str, ArtifactRef] | None = None,
+        split: str = "test",
+        relevance_threshold: float | None = None,
+        bayes_prior_weight: float | None = None,
+    ) -> RecommenderArrays:
+        """A run's arrays without CF model: content features and the training table of ``split`` -
+        ``test`` (the full train; what is evaluated on test and served) or ``validation``
+        (``train_fit``, cohort ``cohort_fit``). Settings default to the run's ``profile.toml``.
+
+        Built once per set of input files and stored beside the runs; later calls memory-map the
+        stored arrays (:mod:`tasks.ranking._store`).
+        """
+        from tasks.content import FILES as CONTENT_FILES
+        from tasks.ranking import _store
+
+        run_dir = Path(run_dir)
+        if relevance_threshold is None or bayes_prior_weight is None:
+            profile = run_profile(run_dir)
+            if relevance_threshold is None:
+                relevance_threshold = profile.split.relevance_threshold if profile else 4.0
+            if bayes_prior_weight is None:
+                bayes_prior_weight = profile.content.bayes_prior_weight if profile else 10.0
+
+        def path(name: str, relpath: str) -> Path:
+            return refs[name].path if refs and name in refs else run_dir / relpath
+
+        train_name = "train" if split == "test" else "train_fit"
+        tables = {
+            name: path(name, f"data/{name}.parquet")
+            for name in (train_name, "cohorts", "movies", "dropped_history")
+        }
+        content_files = {name: path(name, rel) for name, rel in CONTENT_FILES.items()}
+        settings = {
+            "split": split,
+            "relevance_threshold": float(relevance_threshold),
+            "bayes_prior_weight": float(bayes_prior_weight),
+        }
+        inputs = [p if p.exists() else None for p in (*tables.values(), *content_files.values())]
+        key = _store.store_key(inputs, settings)
+        folder = run_dir.resolve().parent
+        stored = _store.load_stored(cls, folder, key)
+        if stored is not None:
+            return stored
+        content = dict(refs) if refs else run_dir
+        base = cls._build_from_files(content, tables, train_name, split, settings)
+        _store.store(base, folder, key)
+        return base
+
+    @classmethod
+    def _build_from_files(
+        cls,
+        content_source: Path | Mapping[str, ArtifactRef],
+        tables: Mapping[str, Path],
+        train_name: str,
+        split: str,
+        settings: Mapping[str, Any],
+    ) -> RecommenderArrays:
+        from tasks.content import load_content_features
+
+        content = load_content_features(content_source)
+        train = read_table(
+            tables[train_name], columns=[Col.USER, Col.ITEM, Col.RATING, Col.TIMESTAMP]
+        )
+
+        def optional(name: str) -> pd.DataFrame | None:
+            return read_table(tables[name]) if tables[name].exists() else None
+
+        return cls.from_parts(
+            content,
+            None,
+            train,
+            cohorts=read_table(tables["cohorts"]),
+            cohort_column=Col.COHORT if split == "test" else Col.COHORT_FIT,
+            movies=optional("movies"),
+            dropped_history=optional("dropped_history"),
+            relevance_threshold=settings["relevance_threshold"],
+            bayes_prior_weight=settings["bayes_prior_weight"],
+        )
 
 
 class _NewUserCF:

@@ -26,10 +26,9 @@ _CHUNK = 256
 
 
 def popularity_order(arrays: RecommenderArrays) -> np.ndarray:
-    """Items with metadata by number of training ratings, most first; ties to the smaller index."""
-    counts = np.bincount(arrays.seen.indices, minlength=arrays.n_items).astype(np.int64)
-    order = np.argsort(-counts, kind="stable").astype(np.int64)
-    return order[arrays.has_metadata[order]]
+    """Items with metadata by number of training ratings, most first; ties to the smaller index
+    (:attr:`RecommenderArrays.items_by_popularity`, computed once per arrays object)."""
+    return arrays.items_by_popularity
 
 
 def _member(sorted_keys: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -97,7 +96,7 @@ def content_lists(arrays: RecommenderArrays, users: np.ndarray, k: int) -> np.nd
     users = np.asarray(users, dtype=np.int64)
     out = np.full((len(users), k), -1, dtype=np.int32)
     blocked = np.flatnonzero(~arrays.has_metadata)
-    emb_t = np.ascontiguousarray(arrays.embeddings.T)
+    emb_t = arrays.embeddings.T  # a view: BLAS multiplies by the transpose without a copy
     buf = np.empty((min(_CHUNK, max(len(users), 1)), arrays.n_items), dtype=np.float32)
     for lo in range(0, len(users), _CHUNK):
         sub = users[lo : lo + _CHUNK]
