@@ -20,6 +20,7 @@ SAMPLE_MARGIN = 1.25
 FLT_MAX = np.float32(np.finfo(np.float32).max)
 NEG_INF = np.float32(-np.inf)
 KEY_PAD = np.iinfo(np.int64).min
+_TIE_BLOCK = 64
 
 
 def order_keys(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -61,6 +62,34 @@ def select_top(values: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
     return part
 
 
+def _fill_mass_ties(
+    s: np.ndarray, thr: np.ndarray, rows: np.ndarray, k: int, idx_out: np.ndarray, val_out: np.ndarray
+) -> np.ndarray:
+    """Rows where many entries equal the threshold ``t`` (an item kNN row: thousands of zeros):
+    the top k are the ``g < k`` entries above ``t`` and the first ``k - g`` columns equal to it
+    (the tie rule), found with comparisons and a running count instead of keys for every column.
+    Writes those rows of ``idx_out`` / ``val_out`` (unordered); returns a mask over ``rows`` of the
+    rows done (``g >= k``: a sample miss, left to the exact path)."""
+    done = np.zeros(len(rows), bool)
+    for lo in range(0, len(rows), _TIE_BLOCK):  # blocks bound the (rows x n) temporaries
+        block = rows[lo : lo + _TIE_BLOCK]
+        sub = s[block]
+        t = thr[block][:, None]
+        above = sub > t
+        g = above.sum(axis=1)
+        ok = g < k
+        at = sub == t
+        take = above | (at & (np.cumsum(at, axis=1, dtype=np.int32) <= (k - g)[:, None]))
+        take &= ok[:, None]
+        rr, cc = np.nonzero(take)  # row-major: exactly k columns per ok row, ascending
+        cols = cc.reshape(-1, k)
+        mine = block[ok]
+        idx_out[mine] = cols
+        val_out[mine] = np.take_along_axis(sub[ok], cols, axis=1)
+        done[lo : lo + len(block)] = ok
+    return done
+
+
 def top_k_columns(
     scores: np.ndarray,
     k: int,
@@ -78,8 +107,9 @@ def top_k_columns(
     Algorithm (no full sort of the row): a per-row threshold ``t`` = the ~1.25 k / stride-th best
     value of a strided column sample selects a superset ``scores >= t``, padded to (b, w) and cut
     to k with ``argpartition``; rows with a tie straddling the cut are redone with exact keys.
-    Rows whose superset is smaller than k (sample miss) or larger than 4k (mass ties) are done
-    exactly on the full row.
+    Rows whose superset is larger than 4k (mass ties at ``t``, e.g. the zeros of an item kNN row)
+    take the entries above ``t`` and the first columns equal to it (:func:`_fill_mass_ties`);
+    rows whose superset is smaller than k (a sample miss) are done exactly on the full row.
 
     >>> s = np.array([[0.1, 0.9, 0.5, 0.9], [-np.inf, 0.2, -np.inf, -np.inf]], np.float32)
     >>> top_k_columns(s, 2)[0].tolist()
@@ -125,6 +155,10 @@ def top_k_columns(
         idx_out[:] = np.where(real, chosen_idx, -1)
         val_out[:] = np.where(real, chosen_val, NEG_INF)
         exact_rows = np.flatnonzero(bad)
+        tied = np.flatnonzero((cnt > cap) & (thr > -FLT_MAX))
+        if len(tied):
+            done = _fill_mass_ties(s, thr, tied, k, idx_out, val_out)
+            exact_rows = np.setdiff1d(exact_rows, tied[done])
     if len(exact_rows):
         rows_s = s[exact_rows]
         keys = order_keys(rows_s, np.broadcast_to(np.arange(n), rows_s.shape))

@@ -101,3 +101,19 @@ def test_top_by_key_and_select_top_pick_the_best_with_ties_to_the_smaller_index(
     np.testing.assert_array_equal(got, want)
     chosen = select_top(v, idx, 6)  # in no particular order
     np.testing.assert_array_equal(np.sort(chosen, axis=1), np.sort(want, axis=1))
+
+
+@pytest.mark.parametrize("k", [1, 10, 50])
+def test_rows_of_mostly_zeros_take_the_positives_then_the_first_zero_columns(k):
+    """An item kNN row: a few positive scores, thousands of zeros (mass ties at the threshold)."""
+    rng = np.random.default_rng(k)
+    s = np.zeros((70, 20000), np.float32)
+    for r in range(70):
+        n_pos = r % 15  # 0..14 positives: fewer and more than k
+        s[r, rng.choice(20000, n_pos, replace=False)] = rng.random(n_pos).astype(np.float32)
+    s[::5, :300] = -np.inf  # excluded (seen) items before the first zeros
+    s[3, 17] = np.nan
+    idx, val = top_k_columns(s, k)
+    want_idx, want_val = full_sort_top_k(s, k)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(val, want_val)
