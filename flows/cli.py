@@ -627,6 +627,8 @@ def main(argv: list[str] | None = None) -> int:
         # Prefect's console log would repeat expected errors with tracebacks; the terminal shows our
         # own progress lines instead. The run's logs still reach the Prefect API (and UI).
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    if args.command in ("run", "handoff"):
+        _start_stage_server()  # first: its imports (about 7 s) overlap everything the command does
     from flows.server import ServerStartTimeout
     from tasks.budget import StageFailed, StageMemoryExceeded, StageTimeout
     from tasks.errors import InputDataError, UsageError

@@ -24,7 +24,7 @@ import fnmatch
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,11 +226,13 @@ def scan_run_dir(
     exclude: Iterable[str] = EXCLUDED,
     exclude_dirs: Iterable[str] = (),
     hash_files: bool = True,
+    fingerprint: Callable[[str], str] | None = None,
 ) -> list[Entry]:
     """Every file and symbolic link under ``run_dir`` (sorted by path), hashed, never following links.
 
     ``exclude``: relative paths left out (:data:`EXCLUDED`); ``exclude_dirs``: relative folders left
-    out (the Data Docs while they are being rebuilt).
+    out (the Data Docs while they are being rebuilt); ``fingerprint``: the sha256 function (default
+    :func:`tasks.io.file_fingerprint`; the inventory passes a memo by file identity).
     """
     run_dir = Path(run_dir)
     excluded = set(exclude)
@@ -261,7 +263,7 @@ def scan_run_dir(
                 Entry(
                     path=rel,
                     bytes=os.lstat(full).st_size,
-                    sha256=file_fingerprint(full) if hash_files else "",
+                    sha256=(fingerprint or file_fingerprint)(full) if hash_files else "",
                     kind=classify(rel),
                     stage=producing_stage(rel, stage_of),
                 )

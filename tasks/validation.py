@@ -135,7 +135,11 @@ def _gx_batch_definition():
     """One ephemeral GX context per process, with a pandas whole-dataframe batch definition."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
+    from tqdm import tqdm
 
+    # GX's tqdm bars would start tqdm's monitor thread: a stage child must stay single-threaded,
+    # since it forks workers (tasks.ranking.fork_map) after validating
+    tqdm.monitor_interval = 0
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_pandas("movierec_tables")

@@ -11,6 +11,8 @@ not fail the stage), draws one triptych per case and writes the report.
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -155,7 +157,7 @@ def case_studies_core(
     selection is deterministic (ties by user id).
     """
     from tasks.budget import report_progress
-    from tasks.ranking import RecommenderArrays, read_policy
+    from tasks.ranking import RecommenderArrays, fork_map, read_policy
 
     started = time.perf_counter()
     run_path = Path(run_dir)
@@ -211,8 +213,9 @@ def case_studies_core(
     by_user = taxonomy.set_index(Col.USER, drop=False)
     pictures: dict[int, str] = {}
     panel_files: dict[int, str] = {}
-    redrawn = 0
-    for n_done, sel in enumerate(selected.to_dict("records")):  # one picture per selected case
+    documents: list[tuple[int, str, str, str]] = []  # (user, png, json, json text) per case
+    to_draw: list[tuple[TriptychPanels, Path]] = []
+    for sel in selected.to_dict("records"):  # one picture per selected case
         uid = int(sel[Col.USER])
         row = by_user.loc[uid].to_dict()
         items = catalogue.index_of(
@@ -240,16 +243,28 @@ def case_studies_core(
             and old.exists()
             and old.read_text(encoding="utf-8") == text
         ):
-            draw_triptych(panels, run_path / png_rel)
-            redrawn += 1
+            to_draw.append((panels, run_path / png_rel))
+        documents.append((uid, png_rel, json_rel, text))
+    # the pictures take most of the stage: drawn by one forked process per core when this is the
+    # stage's single-threaded child (forking a process with other threads is never safe)
+    workers = max(1, min(2, os.cpu_count() or 1, len(to_draw)))
+    draw = lambda i: draw_triptych(*to_draw[i])  # noqa: E731
+    drawn = (
+        fork_map(draw, len(to_draw), workers)
+        if workers > 1 and threading.active_count() == 1
+        else map(draw, range(len(to_draw)))
+    )
+    for n_done, _ in enumerate(drawn):
+        report_progress(
+            0.45 + 0.45 * (n_done + 1) / max(len(to_draw), 1),
+            f"triptych {n_done + 1}/{len(to_draw)}",
+        )
+    redrawn = len(to_draw)
+    for uid, png_rel, json_rel, text in documents:  # after its picture: the checkpoint's order
         write_text(text, run_path, json_rel)
         pictures[uid], panel_files[uid] = png_rel, json_rel
         artifacts[f"user_{uid}_png"] = ArtifactRef.of(run_path, png_rel)
         artifacts[f"user_{uid}_panels"] = ArtifactRef.of(run_path, json_rel)
-        report_progress(
-            0.45 + 0.45 * (n_done + 1) / max(len(selected), 1),
-            f"triptych {n_done + 1}/{len(selected)}",
-        )
 
     selected = selected.assign(
         picture=pd.array([pictures.get(int(u), "") for u in ids], dtype="string"),

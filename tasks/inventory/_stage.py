@@ -41,6 +41,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.inventory._cache import ValidationCache, cache_dir_for, code_fingerprint
 from tasks.inventory._checks import declared_checks
 from tasks.inventory._docs import build_data_docs, render_inventory_md
+from tasks.inventory._hashes import HashMemo
 from tasks.inventory._run import DocsRecorder, validate_entries
 from tasks.io import ArtifactRef, write_json, write_text
 from tasks.manifest import (
@@ -158,10 +159,18 @@ def inventory_core(
     root = Path(run_dir)
     run_id = root.name
     report_progress(0.0, "hashing every file of the run")
-    entries = scan_run_dir(root, stage_of=stage_of, exclude_dirs=[DATA_DOCS_DIR])
+    validation_cache = open_validation_cache(root, cache_dir) if cache else None
+    memo = HashMemo(validation_cache.folder) if validation_cache is not None else None
+    entries = scan_run_dir(
+        root,
+        stage_of=stage_of,
+        exclude_dirs=[DATA_DOCS_DIR],
+        fingerprint=memo.fingerprint if memo is not None else None,
+    )
+    if memo is not None:
+        memo.save()
     hashed = time.perf_counter()
     recorder = DocsRecorder() if build_docs else None
-    validation_cache = open_validation_cache(root, cache_dir) if cache else None
     validate_entries(
         root,
         entries,
@@ -186,6 +195,8 @@ def inventory_core(
         entries = sorted(entries + doc_entries, key=lambda e: e.path)
     documented = time.perf_counter()
     cache_summary = _cache_summary(root, validation_cache, entries)
+    if cache_summary is not None and memo is not None:
+        cache_summary["sha256_reused"] = memo.reused  # files not hashed again (tasks.inventory._hashes)
     manifest: dict[str, Any] = {
         "run_id": run_id,
         "profile": profile or root.parent.name,

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import scipy.stats
 
 from tasks.metrics._checks import _CELLS_PER_CHUNK, _as_per_user, _stack_per_user
 
@@ -133,6 +132,10 @@ def _bootstrap_means(matrix: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
         raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
     n_boot = int(n_boot)
     n_users = matrix.shape[0]
+    if n_users and (matrix == matrix[0]).all():
+        # every user has the same value (a run compared with an identical one: every d_u = 0):
+        # every resample's mean is that value, so no resampling is needed
+        return np.repeat(matrix[:1].astype(np.float64), n_boot, axis=0)
     rng = np.random.default_rng(seed)
     per_chunk = max(1, min(n_boot, _CELLS_PER_CHUNK // n_users))
     counts = np.empty((per_chunk, n_users))
@@ -169,4 +172,6 @@ def _wilcoxon_p(diff: np.ndarray) -> float:
     # above 50 users the normal approximation: scipy's default turns to a 9,999-resample
     # permutation test when there are ties (about 1.4 s per table row)
     method = "asymptotic" if diff.size > 50 else "auto"
+    import scipy.stats  # here: 1 s of imports the flow's process never needs
+
     return float(scipy.stats.wilcoxon(diff, zero_method="wilcox", method=method).pvalue)
