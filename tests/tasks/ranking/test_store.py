@@ -82,19 +82,16 @@ def test_a_rewritten_input_file_is_built_again(run_copy):
     assert len(entries(run_copy)) == 2
 
 
-def test_a_damaged_entry_is_built_again_and_a_read_only_folder_is_not_an_error(run_copy, capsys):
+def test_a_damaged_entry_is_built_again_and_an_unwritable_store_is_not_an_error(run_copy, capsys):
     first = RecommenderArrays.base_from_run(run_copy)
     (entry,) = entries(run_copy)
     (run_copy.parent / STORE_DIR / entry / "profiles.npy").write_bytes(b"not an array")
     again = RecommenderArrays.base_from_run(run_copy)
     assert "ignoring the stored ranking arrays" in capsys.readouterr().out
     assert_same_arrays(first, again)
-    if os.geteuid() == 0:
-        pytest.skip("root writes into read-only folders")
+    # a store that cannot be written (here a file where its folder should be; root ignores
+    # permission bits): the arrays are built, with a warning, and nothing else changes
     shutil.rmtree(run_copy.parent / STORE_DIR)
-    os.chmod(run_copy.parent, 0o555)
-    try:
-        assert_same_arrays(first, RecommenderArrays.base_from_run(run_copy))
-        assert "could not store the ranking arrays" in capsys.readouterr().out
-    finally:
-        os.chmod(run_copy.parent, 0o755)
+    (run_copy.parent / STORE_DIR).write_text("not a folder")
+    assert_same_arrays(first, RecommenderArrays.base_from_run(run_copy))
+    assert "could not store the ranking arrays" in capsys.readouterr().out
