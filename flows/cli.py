@@ -375,7 +375,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     artifacts = Path(args.artifacts)
     _check_writable(artifacts)
     _start_stage_server()
-    with _server(while_starting=lambda: __import__("flows.pipeline")) as ui:
+    with _server(while_starting=lambda: __import__("flows.pipeline")) as ui, _without_heartbeats():
         from flows.pipeline import run_pipeline
 
         summary = run_pipeline(
@@ -437,6 +437,26 @@ def _server(while_starting: Callable[[], object] = lambda: None):
     return owned_server(seconds, while_starting)
 
 
+def _without_heartbeats():
+    """The command's flows send no heartbeats, unless PREFECT_FLOWS_HEARTBEAT_FREQUENCY is set.
+
+    Prefect joins a flow's heartbeat thread when the flow ends, and that thread sleeps in 1 s
+    steps: up to 1 s per flow (the pipeline and its handoff subflow) of every command, measured
+    as 0.7 s of a cached re-run. Heartbeats only feed a zombie-run automation a user creates on
+    the server; a command reports its own end (Ctrl+C and SIGTERM mark the run Crashed).
+    """
+    import contextlib
+
+    if any(k in os.environ for k in _HEARTBEAT_SETTINGS):
+        return contextlib.nullcontext()
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+
+
+_HEARTBEAT_SETTINGS = ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY")
+
+
 def _print_decision(run_dir: str, decision: str, reasons: list[str]) -> int:
     """The decision lines of `movierec run` and `movierec handoff`; the exit code they share."""
     print(f"decision: {decision} (computed from the gates; {run_dir}/signoff/handoff.md)")
@@ -464,7 +484,7 @@ def _cmd_handoff(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError, TypeError):
         before = None
     _start_stage_server()
-    with _server():
+    with _server(), _without_heartbeats():
         summary = run_handoff(str(run_dir), args.overrides)
     print(summary["stage_table"])
     from tasks.manifest import load_manifest
