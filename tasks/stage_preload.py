@@ -26,16 +26,15 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 
+# Not here: matplotlib.pyplot, optuna, sklearn (0.9 s together after the rest). Only the long
+# stages that draw, search or embed need them (seconds to minutes of work each, so a third of a
+# second of imports is lost in them); the stages of a cached re-run (regression, inventory,
+# handoff) need none, and the first of them waits for this server to be ready.
 import threading  # noqa: E402
 
 import great_expectations  # noqa: E402, F401 - nearly every stage validates with it
 import scipy.stats  # noqa: E402, F401 - confidence intervals and paired tests
 from tqdm import tqdm  # noqa: E402
-
-# Not here: matplotlib.pyplot, optuna, sklearn (0.9 s together after the rest). Only the long
-# stages that draw, search or embed need them (seconds to minutes of work each, so a third of a
-# second of imports is lost in them); the stages of a cached re-run (regression, inventory,
-# handoff) need none, and the first of them waits for this server to be ready.
 
 import tasks.candidates  # noqa: E402, F401 - the stage cores' modules (and Prefect, which they import)
 import tasks.case_studies._stage  # noqa: E402, F401
